@@ -449,12 +449,15 @@ def _store_images(
     def convert(index: int, item: _Planned, data: bytes, target: Path) -> None:
         try:
             decoded = decode_image(
-                data, max_pixels=limits.max_image_pixels, min_side=limits.min_image_side
+                data,
+                max_pixels=limits.max_image_pixels,
+                min_side=limits.min_image_side,
+                max_side=limits.stored_max_side,
             )
         except ImageRejected as exc:
             results[index] = SkippedFile(item.name, str(exc))
             return
-        target.write_bytes(encode_stored(decoded.image, max_side=limits.stored_max_side))
+        target.write_bytes(data if decoded.keep_original else encode_stored(decoded.image))
         record = ImageRecord(
             target.relative_to(staging).as_posix(), item.label, item.split, item.name
         )

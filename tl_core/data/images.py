@@ -31,14 +31,22 @@ class ImageRejected(Exception):
     """An image cannot be used; ``str(exc)`` is a short reason for the dataset report."""
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
 @dataclass(frozen=True)
 class DecodedImage:
-    """A normalised RGB image with the facts the ingest report needs."""
+    """A normalised RGB image with the facts the ingest report needs.
+
+    ``keep_original`` is true when the source bytes are already a plain RGB JPEG within
+    the size limit, upright: storing them as they are loses nothing and costs nothing.
+    """
 
     image: Image.Image
     source_format: str
     original_size: tuple[int, int]
     pixel_hash: str
+    keep_original: bool = False
 
 
 def decode_image(
@@ -46,6 +54,7 @@ def decode_image(
     *,
     max_pixels: int = 25_000_000,
     min_side: int = 16,
+    max_side: int = 768,
 ) -> DecodedImage:
     """Decode `data` into an RGB image that is safe to store and train on.
 
@@ -53,10 +62,12 @@ def decode_image(
         data: the file's bytes.
         max_pixels: refuse images with more pixels than this (default 25 MP).
         min_side: refuse images whose shorter side is below this (default 16 px).
+        max_side: the returned image is downscaled to this longest side (default 768);
+            large JPEGs are decoded at a reduced scale directly, which is much faster.
 
     Returns:
-        A `DecodedImage`; ``pixel_hash`` identifies identical pictures regardless of the
-        file format they came in.
+        A `DecodedImage`; ``pixel_hash`` identifies identical pictures stored in the
+        same format.
 
     Raises:
         ImageRejected: with a short reason (not an image, format not allowed, too large,
@@ -86,19 +97,30 @@ def decode_image(
                 f"too small ({width}×{height}; the shorter side must be at least {min_side} px)"
             )
         try:
+            upright = image.getexif().get(_EXIF_ORIENTATION, 1) == 1
+            keep_original = (
+                source_format == "JPEG"
+                and image.mode == "RGB"
+                and upright
+                and max(width, height) <= max_side
+            )
+            if source_format == "JPEG" and max(width, height) >= 2 * max_side:
+                # DCT scaling still reads every byte, so truncation is still caught.
+                image.draft(image.mode, (max_side, max_side))
             image.seek(0)
             image.load()
-            image = ImageOps.exif_transpose(image)
+            image = ImageOps.exif_transpose(image) if not upright else image
             rgb = _to_rgb(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageRejected(f"too many pixels (over {max_pixels:,})") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageRejected(f"truncated or corrupt image data ({exc})") from None
-    pixel_hash = (
-        hashlib.blake2b(rgb.tobytes(), digest_size=16, person=b"tl-pixels").hexdigest()
-        + f"-{rgb.width}x{rgb.height}"
+    pixel_hash = hashlib.blake2b(rgb.tobytes(), digest_size=16, person=b"tl-pixels").hexdigest()
+    if max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return DecodedImage(
+        rgb, source_format, (width, height), f"{pixel_hash}-{width}x{height}", keep_original
     )
-    return DecodedImage(rgb, source_format, (width, height), pixel_hash)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -149,11 +171,8 @@ def _unidentified_reason(data: bytes) -> str:
         return "not an image (content is not a recognised picture format)"
 
 
-def encode_stored(image: Image.Image, *, max_side: int = 512) -> bytes:
-    """Return the stored form of a normalised image: at most `max_side` px, JPEG quality 95."""
-    if max(image.size) > max_side:
-        image = image.copy()
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+def encode_stored(image: Image.Image) -> bytes:
+    """Return the stored form of a normalised image: JPEG, quality 95, no chroma subsampling."""
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=95, subsampling=0)
     return buffer.getvalue()

@@ -1,0 +1,163 @@
+"""From a stored dataset to training and validation batches.
+
+The class index is the sorted list of class names. Splits come from the archive when it
+had ``train/`` and ``val/`` folders; otherwise a stratified validation part is drawn
+with a seeded generator, so the same seed always gives the same split. Batches hold raw
+RGB pixels 0–255 as float32: preprocessing and augmentation live inside the model, so
+validation data is never augmented and an exported model takes plain pictures.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tl_core.data.report import UNSPLIT, DatasetReport, ImageRecord
+from tl_core.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+__all__ = ["DatasetSplits", "make_batches", "split_dataset"]
+
+#: Decoded images are cached in memory up to this many bytes; larger datasets re-decode.
+MEMORY_CACHE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """Which stored images train and which validate, with the class index."""
+
+    class_names: tuple[str, ...]
+    train: tuple[ImageRecord, ...]
+    val: tuple[ImageRecord, ...]
+    test: tuple[ImageRecord, ...] = ()
+    val_source: str = "archive"
+
+    def label_of(self, record: ImageRecord) -> int:
+        """Return the class index of `record`."""
+        return self.class_names.index(record.label)
+
+
+def split_dataset(
+    report: DatasetReport, *, val_fraction: float = 0.2, seed: int = 0
+) -> DatasetSplits:
+    """Decide the train/validation split of a stored dataset.
+
+    Args:
+        report: a stored dataset (`ingest_archive` / `load_dataset`).
+        val_fraction: share of each class held out for validation when the archive had
+            no ``val/`` folder (default 0.2). Every class with two or more images keeps
+            at least one image on each side.
+        seed: seeds the draw (default 0); the same seed gives the same split.
+
+    Returns:
+        `DatasetSplits`; ``val_source`` is ``"archive"`` or ``"drawn"``.
+
+    Example:
+        >>> splits = split_dataset(report, val_fraction=0.25, seed=1)  # doctest: +SKIP
+        >>> len(splits.val) / (len(splits.train) + len(splits.val))  # doctest: +SKIP
+        0.25
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(
+            f"Expected `val_fraction` to be between 0 and 1 (exclusive). "
+            f"Received: val_fraction={val_fraction!r}"
+        )
+    by_split: dict[str, list[ImageRecord]] = defaultdict(list)
+    for record in report.images:
+        by_split[record.split].append(record)
+    test = tuple(by_split.get("test", ()))
+    if by_split.get("train") and by_split.get("val"):
+        return DatasetSplits(
+            tuple(report.class_names), tuple(by_split["train"]), tuple(by_split["val"]), test
+        )
+    pool = by_split.get("train") or by_split.get(UNSPLIT) or []
+    if not pool:
+        raise DataError(
+            f"Dataset {report.dataset_id} has no training images (only "
+            f"{', '.join(sorted(by_split)) or 'nothing'}). Add a train/ folder, or zip the "
+            "class folders without split folders."
+        )
+    train, val = _stratified(pool, val_fraction, seed)
+    return DatasetSplits(tuple(report.class_names), train, val, test, val_source="drawn")
+
+
+def _stratified(
+    records: list[ImageRecord], fraction: float, seed: int
+) -> tuple[tuple[ImageRecord, ...], tuple[ImageRecord, ...]]:
+    by_class: dict[str, list[ImageRecord]] = defaultdict(list)
+    for record in records:
+        by_class[record.label].append(record)
+    rng = random.Random(seed)
+    train: list[ImageRecord] = []
+    val: list[ImageRecord] = []
+    for label in sorted(by_class):
+        members = sorted(by_class[label], key=lambda r: r.path)
+        rng.shuffle(members)
+        count = len(members)
+        held = 0 if count < 2 else min(count - 1, max(1, round(count * fraction)))
+        val.extend(members[:held])
+        train.extend(members[held:])
+    return tuple(train), tuple(val)
+
+
+def make_batches(
+    report: DatasetReport,
+    records: tuple[ImageRecord, ...] | list[ImageRecord],
+    *,
+    class_names: tuple[str, ...] | list[str],
+    image_size: int,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    cache: bool = True,
+) -> tf.data.Dataset:
+    """Return a `tf.data.Dataset` of ``(images, labels)`` batches from stored images.
+
+    Args:
+        report: the dataset the records belong to (its ``root`` locates the files).
+        records: the images to serve, e.g. ``splits.train``.
+        class_names: the class index (``splits.class_names``).
+        image_size: images are resized to ``image_size × image_size`` (bilinear).
+        batch_size: images per batch; the last batch may be smaller.
+        shuffle: reshuffle every epoch (training) with a seeded order (default False).
+        seed: shuffle seed (default 0).
+        cache: keep decoded, resized images in memory when they fit in
+            `MEMORY_CACHE_BYTES` (default True), so later epochs skip decoding.
+
+    Images are float32 RGB in 0–255; labels are int32 class indices.
+
+    Example:
+        >>> ds = make_batches(report, splits.val, class_names=splits.class_names,
+        ...                   image_size=64, batch_size=16)  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    if report.root is None:
+        raise DataError(
+            f"Dataset {report.dataset_id} has no folder on disk; load it with `load_dataset`."
+        )
+    if not records:
+        raise DataError(
+            f"Dataset {report.dataset_id} has no images for this split. "
+            "Add images, or lower the validation fraction."
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    paths = [str(report.root / r.path) for r in records]
+    labels = [index[r.label] for r in records]
+    ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))
+
+    def load(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+        image = tf.image.resize(image, (image_size, image_size), antialias=True)
+        return tf.clip_by_value(image, 0.0, 255.0), label
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache and len(records) * image_size * image_size * 3 * 4 <= MEMORY_CACHE_BYTES:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
