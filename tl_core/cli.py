@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from tl_core.errors import TLError
@@ -62,16 +63,215 @@ def _describe_report(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cmd_backbones(args: argparse.Namespace) -> int:
+    from tl_core.backbones import backbones_table
+
+    table = backbones_table()
+    _emit(
+        table,
+        args.json,
+        lambda rows: "\n".join(
+            f"{r['id']:<20} {r['input_size']:>4}px {r['params']:>12,} params  "
+            f"preprocess={r['preprocess']:<6} weights {'cached' if r['weights_cached'] else '-'}"
+            for r in rows
+        ),
+    )
+    return EXIT_OK
+
+
+def _cmd_blocks(args: argparse.Namespace) -> int:
+    from tl_core.backbones import build_backbone, get_backbone
+    from tl_core.blocks import blocks_json, group_blocks
+
+    spec = get_backbone(args.backbone)
+    weights = None if args.weights == "none" else args.weights
+    backbone = build_backbone(spec, args.image_size, weights, download=False)
+    rows = blocks_json(group_blocks(backbone, spec))
+    _emit(
+        rows,
+        args.json,
+        lambda rs: "\n".join(
+            f"{i:>3} {r['name']:<24} {len(r['layers']):>4} layers {r['params']:>12,} params"
+            for i, r in enumerate(rs)
+        ),
+    )
+    return EXIT_OK
+
+
+def _freeze_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.trainable:
+        return {"freeze": "custom", "trainable_blocks": tuple(args.trainable.split(","))}
+    if args.unfreeze_last is not None:
+        if args.preset in ("feature-extraction", "full"):
+            raise _UsageError(
+                f"--unfreeze-last cannot be combined with --preset {args.preset}; "
+                "use --preset fine-tune --unfreeze-last N"
+            )
+        return {"freeze": "fine-tune", "unfreeze_last": args.unfreeze_last}
+    return {"freeze": args.preset or "feature-extraction"}
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tl_core.config import RunConfig
+    from tl_core.data import ingest_archive
+    from tl_core.train import prepare_run, train_run
+
+    report = ingest_archive(args.archive)
+    config = RunConfig(
+        dataset_id=report.dataset_id,
+        backbone=args.backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        optimizer=args.optimizer,
+        schedule=args.schedule,
+        seed=args.seed,
+        train_bn=args.train_bn,
+        two_phase=args.two_phase,
+        fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune_blocks=args.fine_tune_blocks,
+        early_stopping=args.patience is not None,
+        patience=args.patience or 3,
+        augmentation=tuple(a for a in args.augment.split(",") if a),
+        label_smoothing=args.label_smoothing,
+        val_fraction=args.val_fraction,
+        mixed_precision=args.mixed_precision,
+        **_freeze_options(args),
+    )
+    files = prepare_run(Path(args.out), config)
+    status = train_run(files.root)
+    return _report_run(files.root, status, args.json)
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from tl_core.train import train_run
+
+    status = train_run(Path(args.run_dir), resume=True)
+    return _report_run(Path(args.run_dir), status, args.json)
+
+
+def _report_run(run_dir: Path, status: Any, as_json: bool) -> int:
+    from tl_core.runs import RunFiles, read_json, read_metrics
+
+    epochs, _ = read_metrics(run_dir)
+    doc = read_json(RunFiles(run_dir).config, {})
+    val = [e["val_accuracy"] for e in epochs if e.get("val_accuracy") is not None]
+    result = {
+        "run_dir": str(Path(run_dir).resolve()),
+        "state": status.state,
+        "epochs": status.epoch,
+        "best_val_accuracy": max(val) if val else None,
+        "last": epochs[-1] if epochs else None,
+        "trainable_params": doc.get("trainable_params"),
+        "non_trainable_params": doc.get("non_trainable_params"),
+        "error": status.error,
+    }
+    _emit(
+        result,
+        as_json,
+        lambda r: (
+            f"{r['state']} after {r['epochs']} epochs; best val accuracy "
+            f"{r['best_val_accuracy']}; files in {r['run_dir']}"
+            + (f"\nerror: {r['error']}" if r["error"] else "")
+        ),
+    )
+    if status.state == "failed":
+        if status.error_kind == "input":
+            raise TLError(status.error)
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from tl_core.runs import run_path
+    from tl_core.train import main_worker
+
+    return main_worker(run_path(args.run_id), resume=args.resume)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from tl_core.predict import predict_images
+
+    results = predict_images(Path(args.run_dir), [Path(p) for p in args.images], top_k=args.top)
+    _emit(
+        results,
+        args.json,
+        lambda rows: "\n".join(f"{r['image']}: {r['label']} ({r['confidence']:.1%})" for r in rows),
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m tl_core``."""
     parser = _Parser(prog="python -m tl_core", description="Transfer-learning studio core.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
     inspect = sub.add_parser(
         "inspect-data", help="validate a labeled image zip and store a normalised copy"
     )
     inspect.add_argument("archive", help="zip with a folder per class (optionally train/, val/)")
     inspect.add_argument("--json", action="store_true", help="print one JSON document")
     inspect.set_defaults(handler=_cmd_inspect_data)
+
+    backbones = sub.add_parser("backbones", help="list the registered backbones")
+    backbones.add_argument("--json", action="store_true", help="print one JSON document")
+    backbones.set_defaults(handler=_cmd_backbones)
+
+    blocks = sub.add_parser("blocks", help="list a backbone's blocks, input side first")
+    blocks.add_argument("backbone", help="backbone id, e.g. mobilenet_v2")
+    blocks.add_argument("--weights", default="none", help="none (default), imagenet or a path")
+    blocks.add_argument("--image-size", type=int, default=None, help="input side in pixels")
+    blocks.add_argument("--json", action="store_true", help="print one JSON document")
+    blocks.set_defaults(handler=_cmd_blocks)
+
+    train = sub.add_parser("train", help="train a classifier in the foreground")
+    train.add_argument("archive", help="the labeled image zip")
+    train.add_argument("--backbone", required=True, help="backbone id, e.g. mobilenet_v2")
+    train.add_argument("--weights", default="imagenet", help="imagenet (default), none, or a path")
+    train.add_argument("--image-size", type=int, default=None, help="input side in pixels")
+    freeze = train.add_mutually_exclusive_group()
+    freeze.add_argument("--trainable", help="comma-separated block names that train")
+    train.add_argument(
+        "--preset", choices=("feature-extraction", "fine-tune", "full"), help="freeze preset"
+    )
+    freeze.add_argument("--unfreeze-last", type=int, help="train the top N blocks (0: none)")
+    train.add_argument("--train-bn", action="store_true", help="let BatchNorm train (pitfall)")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    train.add_argument("--schedule", choices=("constant", "cosine", "plateau"), default="constant")
+    train.add_argument("--two-phase", action="store_true", help="head first, then fine-tune")
+    train.add_argument("--fine-tune-epochs", type=int, default=5)
+    train.add_argument("--fine-tune-blocks", type=int, default=2)
+    train.add_argument("--patience", type=int, default=None, help="early stopping patience")
+    train.add_argument("--augment", default="flip", help="comma-separated: flip,rotation,…")
+    train.add_argument("--label-smoothing", type=float, default=0.0)
+    train.add_argument("--val-fraction", type=float, default=0.2)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--mixed-precision", action="store_true", help="float16 on a GPU")
+    train.add_argument("--out", required=True, help="run folder to create")
+    train.add_argument("--json", action="store_true", help="print one JSON document")
+    train.set_defaults(handler=_cmd_train)
+
+    resume = sub.add_parser("resume", help="continue a stopped or killed run")
+    resume.add_argument("run_dir", help="the run folder")
+    resume.add_argument("--json", action="store_true", help="print one JSON document")
+    resume.set_defaults(handler=_cmd_resume)
+
+    worker = sub.add_parser("worker", help="(internal) train a queued run in this process")
+    worker.add_argument("run_id")
+    worker.add_argument("--resume", action="store_true")
+    worker.set_defaults(handler=_cmd_worker)
+
+    predict = sub.add_parser("predict", help="classify images with a trained run")
+    predict.add_argument("run_dir", help="the run folder (holds model.keras)")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--top", type=int, default=3, help="probabilities to list per image")
+    predict.add_argument("--json", action="store_true", help="print one JSON document")
+    predict.set_defaults(handler=_cmd_predict)
     return parser
 
 

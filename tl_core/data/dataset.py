@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tl_core.data.report import UNSPLIT, DatasetReport, ImageRecord
 from tl_core.errors import ConfigError, DataError
@@ -20,7 +20,7 @@ from tl_core.errors import ConfigError, DataError
 if TYPE_CHECKING:
     import tensorflow as tf
 
-__all__ = ["DatasetSplits", "make_batches", "split_dataset"]
+__all__ = ["DatasetSplits", "make_batches", "split_dataset", "steps_per_epoch"]
 
 #: Decoded images are cached in memory up to this many bytes; larger datasets re-decode.
 MEMORY_CACHE_BYTES = 1 << 30
@@ -111,8 +111,9 @@ def make_batches(
     class_names: tuple[str, ...] | list[str],
     image_size: int,
     batch_size: int,
-    shuffle: bool = False,
+    shuffle_epochs: tuple[int, int] | None = None,
     seed: int = 0,
+    one_hot: bool = False,
     cache: bool = True,
 ) -> tf.data.Dataset:
     """Return a `tf.data.Dataset` of ``(images, labels)`` batches from stored images.
@@ -122,13 +123,18 @@ def make_batches(
         records: the images to serve, e.g. ``splits.train``.
         class_names: the class index (``splits.class_names``).
         image_size: images are resized to ``image_size × image_size`` (bilinear).
-        batch_size: images per batch; the last batch may be smaller.
-        shuffle: reshuffle every epoch (training) with a seeded order (default False).
+        batch_size: images per batch; the last batch of an epoch may be smaller.
+        shuffle_epochs: for training, ``(first, stop)``: the dataset then holds the
+            batches of epochs ``first … stop - 1`` back to back, each epoch shuffled by
+            a generator seeded with ``(seed, epoch)``, so a resumed run sees exactly the
+            order an uninterrupted one would (pass ``steps_per_epoch`` to ``fit``).
+            ``None`` (default) serves the records once, in order.
         seed: shuffle seed (default 0).
+        one_hot: labels as one-hot vectors (for label smoothing) instead of indices.
         cache: keep decoded, resized images in memory when they fit in
             `MEMORY_CACHE_BYTES` (default True), so later epochs skip decoding.
 
-    Images are float32 RGB in 0–255; labels are int32 class indices.
+    Images are float32 RGB in 0–255; labels are int32 class indices (or float32 one-hot).
 
     Example:
         >>> ds = make_batches(report, splits.val, class_names=splits.class_names,
@@ -146,18 +152,68 @@ def make_batches(
             "Add images, or lower the validation fraction."
         )
     index = {name: i for i, name in enumerate(class_names)}
-    paths = [str(report.root / r.path) for r in records]
-    labels = [index[r.label] for r in records]
-    ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))
+    paths = tf.constant([str(report.root / r.path) for r in records])
+    labels = tf.constant([index[r.label] for r in records], tf.int32)
+    depth = len(class_names)
 
-    def load(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def decode(path: tf.Tensor) -> tf.Tensor:
         image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
         image = tf.image.resize(image, (image_size, image_size), antialias=True)
-        return tf.clip_by_value(image, 0.0, 255.0), label
+        return tf.clip_by_value(image, 0.0, 255.0)
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if cache and len(records) * image_size * image_size * 3 * 4 <= MEMORY_CACHE_BYTES:
-        ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    def label_of(label: tf.Tensor) -> tf.Tensor:
+        return tf.one_hot(label, depth) if one_hot else label
+
+    fits = cache and len(records) * image_size * image_size * 3 * 4 <= MEMORY_CACHE_BYTES
+    if shuffle_epochs is None:
+        ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
+            lambda p, y: (decode(p), label_of(y)), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        if fits:
+            ds = ds.cache()
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    first, stop = shuffle_epochs
+    if not 0 <= first < stop:
+        raise ConfigError(
+            f"Expected `shuffle_epochs` to be (first, stop) with 0 <= first < stop. "
+            f"Received: shuffle_epochs={shuffle_epochs!r}"
+        )
+    if fits:
+        images = _decode_all(paths, decode, tf)
+
+        def fetch(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return tf.gather(images, i), label_of(tf.gather(labels, i))
+    else:
+
+        def fetch(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return decode(tf.gather(paths, i)), label_of(tf.gather(labels, i))
+
+    count = len(records)
+    base_seed = tf.constant(seed, tf.int64)
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        # Stateless: the order depends on (seed, epoch) only, never on what ran before.
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=tf.stack([base_seed, epoch])
+        )
+        return (
+            tf.data.Dataset.from_tensor_slices(order)
+            .map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size)
+        )
+
+    epochs = tf.data.Dataset.range(first, stop)
+    return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+
+
+def _decode_all(paths: tf.Tensor, decode: Any, tf: Any) -> tf.Variable:
+    """Decode every image once into a CPU-resident variable (random access per epoch)."""
+    ds = tf.data.Dataset.from_tensor_slices(paths).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    chunks = [batch for batch in ds.batch(256)]
+    with tf.device("/CPU:0"), tf.init_scope():
+        return tf.Variable(tf.concat(chunks, axis=0), trainable=False, name="decoded_images")
+
+
+def steps_per_epoch(num_records: int, batch_size: int) -> int:
+    """Number of batches in one epoch of `num_records` images."""
+    return -(-num_records // batch_size)

@@ -1,0 +1,235 @@
+"""The run directory: its layout, its status file, and reading what a worker wrote.
+
+```
+runs/<run_id>/run.json          config, classes, blocks, params, device, versions
+              status.json       RunStatus (state, pid, epoch, times, error)
+              metrics.jsonl     one line per epoch; batch progress lines have "type": "batch"
+              drift.json        {block: relative L2 change since the start} (latest epoch)
+              drift_history.jsonl  one line per epoch: {"epoch", "phase", "drift": {…}}
+              model.keras       the trained classifier (raw RGB 0–255 in, probabilities out)
+              checkpoints/      last.weights.h5, last.optimizer.npz, last.json, initial.npz
+              tensorboard/      TensorBoard logs
+              log.txt           the worker's log
+              STOP              present when a stop was requested
+```
+
+Run ids are generated here (`new_run_id`), never taken from user input as a path:
+`run_path` accepts only ids of the generated shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tl_core.errors import JobError
+from tl_core.workspace import safe_join, tl_home
+
+__all__ = [
+    "ACTIVE_STATES",
+    "FINAL_STATES",
+    "RunFiles",
+    "RunStatus",
+    "append_jsonl",
+    "new_run_id",
+    "read_json",
+    "read_metrics",
+    "read_status",
+    "run_path",
+    "runs_dir",
+    "write_json_atomic",
+    "write_status",
+]
+
+#: States of a run. ``interrupted``: the worker died; the run can be resumed.
+STATES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
+ACTIVE_STATES = frozenset({"queued", "running"})
+FINAL_STATES = frozenset({"completed", "failed", "stopped", "interrupted"})
+
+_RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The paths inside one run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        """``run.json``."""
+        return self.root / "run.json"
+
+    @property
+    def status(self) -> Path:
+        """``status.json``."""
+        return self.root / "status.json"
+
+    @property
+    def metrics(self) -> Path:
+        """``metrics.jsonl``."""
+        return self.root / "metrics.jsonl"
+
+    @property
+    def drift(self) -> Path:
+        """``drift.json``."""
+        return self.root / "drift.json"
+
+    @property
+    def drift_history(self) -> Path:
+        """``drift_history.jsonl``."""
+        return self.root / "drift_history.jsonl"
+
+    @property
+    def model(self) -> Path:
+        """``model.keras``."""
+        return self.root / "model.keras"
+
+    @property
+    def checkpoints(self) -> Path:
+        """``checkpoints/``."""
+        return self.root / "checkpoints"
+
+    @property
+    def tensorboard(self) -> Path:
+        """``tensorboard/``."""
+        return self.root / "tensorboard"
+
+    @property
+    def log(self) -> Path:
+        """``log.txt``."""
+        return self.root / "log.txt"
+
+    @property
+    def stop_flag(self) -> Path:
+        """``STOP``: its presence asks the worker to stop after the current batch."""
+        return self.root / "STOP"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What ``status.json`` says about a run.
+
+    ``epoch`` counts finished epochs over all phases; ``error`` is a user-facing message
+    (what, why, what to do) when ``state`` is ``failed``, ``error_kind`` says ``input``,
+    ``oom`` or ``internal`` (the scheduler retries ``oom``); ``note`` carries other facts
+    worth showing (e.g. "retried at batch size 16 after running out of memory").
+    """
+
+    state: str = "queued"
+    pid: int | None = None
+    epoch: int = 0
+    total_epochs: int = 0
+    phase: str = ""
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    updated_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    note: str | None = None
+
+    def with_changes(self, **changes: Any) -> RunStatus:
+        """Return a copy with `changes` applied and ``updated_at`` set to now."""
+        return replace(self, updated_at=time.time(), **changes)
+
+
+def runs_dir(home: Path | None = None) -> Path:
+    """Return ``TL_HOME/runs``, created when missing."""
+    path = (home or tl_home()) / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_run_id() -> str:
+    """Return a fresh run id: UTC time (sortable) and 24 random bits, ``20261123-131500-a1b2c3``."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def run_path(run_id: str, home: Path | None = None) -> Path:
+    """Return the directory of `run_id` under ``TL_HOME/runs``; malformed ids are refused.
+
+    Raises:
+        JobError: when `run_id` is not of the generated shape (it may come from a URL).
+    """
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise JobError(
+            f"Expected a run id like '20261123-131500-a1b2c3'. Received: run_id={run_id!r}. "
+            "Pick a run from the runs list."
+        )
+    return safe_join(runs_dir(home), run_id)
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write `doc` as JSON so that readers never see half a file (write, then rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """Read a JSON file; return `default` when it is missing or not (yet) valid."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return default
+
+
+def append_jsonl(path: Path, doc: dict[str, Any]) -> None:
+    """Append one JSON line and flush it to the OS, so a reader sees it at once."""
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(doc, ensure_ascii=False, default=_jsonable) + "\n")
+        fh.flush()
+
+
+def write_status(root: Path, status: RunStatus) -> None:
+    """Write ``status.json`` atomically."""
+    write_json_atomic(RunFiles(root).status, asdict(status))
+
+
+def read_status(root: Path) -> RunStatus | None:
+    """Read ``status.json``; ``None`` when the run has none yet."""
+    doc = read_json(RunFiles(root).status)
+    if not isinstance(doc, dict):
+        return None
+    known = {k: v for k, v in doc.items() if k in RunStatus.__dataclass_fields__}
+    return RunStatus(**known)
+
+
+def read_metrics(root: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Return the epoch lines of ``metrics.jsonl`` and the latest batch line.
+
+    A last line that is still being written is ignored; so is any line that is not JSON.
+    """
+    epochs: list[dict[str, Any]] = []
+    last_batch: dict[str, Any] | None = None
+    try:
+        text = RunFiles(root).metrics.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return epochs, None
+    for line in text.splitlines():
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(doc, dict):
+            continue
+        if doc.get("type") == "batch":
+            last_batch = doc
+        else:
+            epochs.append(doc)
+    return epochs, last_batch
