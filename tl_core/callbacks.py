@@ -26,6 +26,7 @@ import numpy as np
 from tl_core.runs import RunFiles, append_jsonl, read_status, write_json_atomic, write_status
 
 __all__ = [
+    "BatchNormRecalibrator",
     "BestWeights",
     "Checkpoint",
     "DriftTracker",
@@ -34,7 +35,6 @@ __all__ = [
     "StatusUpdater",
     "StopFlag",
     "Validation",
-    "recalibrate_batch_norm",
 ]
 
 
@@ -70,54 +70,77 @@ def current_learning_rate(model: keras.Model) -> float | None:
     return _float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
-def recalibrate_batch_norm(
-    model: keras.Model, layers: list[keras.layers.Layer], batches: Any, max_batches: int = 20
-) -> int:
-    """Replace the moving statistics of `layers` by their exact average over `batches`.
+class BatchNormRecalibrator:
+    """Replace BatchNorm moving statistics by their average over training batches.
 
     BatchNorm trained from scratch on little data keeps moving statistics far from the
     real ones (momentum 0.99 forgets slowly), so validation runs on wrong statistics and
-    sits at chance. Before each validation we re-estimate them on training images
-    (no augmentation): a cumulative average, using momentum ``1 - 1/k`` on the k-th batch.
+    sits at chance (FIELD_NOTES). Before each validation we re-estimate them on training
+    images without augmentation: with momentum 0 each forward pass leaves one batch's
+    statistics in the layer, and the average of those becomes the moving statistics.
 
     Args:
         model: the path from raw images to the backbone's output (preprocessing and
             backbone, no augmentation or dropout); called with ``training=True``.
-        layers: the BatchNormalization layers whose statistics are re-estimated.
-        batches: an iterable of ``(images, labels)``.
-        max_batches: at most this many batches are used (default 20).
+        layers: the BatchNormalization layers to re-estimate (frozen BatchNorm layers run
+            in inference mode and would not update anyway).
+        max_batches: at most this many batches are used per call (default 20).
 
-    Returns:
-        The number of batches used.
+    Example:
+        >>> recalibrate = BatchNormRecalibrator(features, bn_layers)  # doctest: +SKIP
+        >>> recalibrate(train_batches)  # doctest: +SKIP
+        7
     """
-    if not layers:
-        return 0
-    saved = [(layer, layer.momentum) for layer in layers]
-    used = 0
-    try:
-        # Frozen BatchNorm layers (trainable=False) run in inference mode and never update.
-        for used, (images, _labels) in enumerate(batches, start=1):
-            for layer in layers:
-                layer.momentum = 1.0 - 1.0 / used
-            model(images, training=True)
-            if used >= max_batches:
-                break
-    finally:
-        for layer, momentum in saved:
-            layer.momentum = momentum
-    return used
+
+    def __init__(
+        self, model: keras.Model, layers: list[keras.layers.Layer], max_batches: int = 20
+    ) -> None:
+        import tensorflow as tf
+
+        self.layers = layers
+        self.max_batches = max_batches
+        # Compiled once; momentum stays 0 during the passes, so it never retraces.
+        self._forward = tf.function(lambda images: model(images, training=True))
+
+    def __call__(self, batches: Any) -> int:
+        """Re-estimate from `batches` (``(images, labels)`` pairs); return the batches used."""
+        if not self.layers:
+            return 0
+        saved = [layer.momentum for layer in self.layers]
+        means = [np.zeros(layer.moving_mean.shape, np.float64) for layer in self.layers]
+        variances = [np.zeros(layer.moving_variance.shape, np.float64) for layer in self.layers]
+        used = 0
+        try:
+            for layer in self.layers:
+                layer.momentum = 0.0
+            for images, _labels in batches:
+                self._forward(images)
+                used += 1
+                for i, layer in enumerate(self.layers):
+                    means[i] += keras.ops.convert_to_numpy(layer.moving_mean)
+                    variances[i] += keras.ops.convert_to_numpy(layer.moving_variance)
+                if used >= self.max_batches:
+                    break
+        finally:
+            for layer, momentum in zip(self.layers, saved, strict=True):
+                layer.momentum = momentum
+        if used:
+            for i, layer in enumerate(self.layers):
+                layer.moving_mean.assign(means[i] / used)
+                layer.moving_variance.assign(variances[i] / used)
+        return used
 
 
 class Validation(keras.callbacks.Callback):
     """Evaluate on the validation batches at each epoch end and add ``val_*`` to the logs.
 
     Done here rather than by ``fit(validation_data=…)`` so that BatchNorm statistics can
-    be re-estimated first (`recalibrate_batch_norm`) when BatchNorm trains.
+    be re-estimated first (`BatchNormRecalibrator`) when BatchNorm trains.
 
     Args:
         val_batches: the validation dataset (never augmented).
         progress: the shared `RunProgress`.
-        recalibrate: ``(features_model, bn_layers, train_batches)`` when BatchNorm trains,
+        recalibrate: ``(BatchNormRecalibrator, train_batches)`` when BatchNorm trains,
             else ``None``.
     """
 
@@ -125,7 +148,7 @@ class Validation(keras.callbacks.Callback):
         self,
         val_batches: Any,
         progress: RunProgress,
-        recalibrate: tuple[keras.Model, list[keras.layers.Layer], Any] | None = None,
+        recalibrate: tuple[BatchNormRecalibrator, Any] | None = None,
     ) -> None:
         super().__init__()
         self.val_batches = val_batches
@@ -137,8 +160,8 @@ class Validation(keras.callbacks.Callback):
         if logs is None or self.progress.epoch_incomplete:
             return
         if self.recalibrate is not None:
-            features, layers, train_batches = self.recalibrate
-            recalibrate_batch_norm(features, layers, train_batches)
+            recalibrator, train_batches = self.recalibrate
+            recalibrator(train_batches)
         results = self.model.evaluate(self.val_batches, verbose=0, return_dict=True)
         logs["val_loss"] = float(results["loss"])
         logs["val_accuracy"] = float(results["accuracy"])

@@ -355,6 +355,7 @@ class _Trainer:
         import keras
 
         from tl_core.callbacks import (
+            BatchNormRecalibrator,
             BestWeights,
             Checkpoint,
             DriftTracker,
@@ -421,7 +422,7 @@ class _Trainer:
         recalibrate = None
         if bn_layers:
             plain_train = make_batches(report, splits.train, **common)
-            recalibrate = (classifier.features, bn_layers, plain_train)
+            recalibrate = (BatchNormRecalibrator(classifier.features, bn_layers), plain_train)
         early = (
             BestWeights(
                 files,
