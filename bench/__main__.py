@@ -1,4 +1,4 @@
-"""``python -m bench ingest [--images N] [--size PX] [--epochs E]``: print one JSON document."""
+"""``python -m bench ingest|trainer [options]``: run one benchmark, print one JSON document."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from bench import ingest
+from bench import ingest, trainer
 
-BENCHES = {"ingest": ingest}
+BENCHES = {"ingest": ingest, "trainer": trainer}
 
 
 def main(argv: list[str] | None = None) -> int:

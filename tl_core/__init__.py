@@ -7,7 +7,7 @@ Example:
     >>> from tl_core import ingest_archive
     >>> report = ingest_archive("assets/sample_shapes.zip")  # doctest: +SKIP
     >>> report.num_images  # doctest: +SKIP
-    240
+    320
 """
 
 from tl_core.data import (

@@ -147,7 +147,10 @@ def ingest_archive(
         return DatasetReport.load(root)
     _check_central_directory(archive, source_name, limits)
     with _open_zip(archive, source_name) as zf:
-        planned, skipped, junk = _plan(zf.infolist(), source_name, limits)
+        infos = zf.infolist()
+        # zipfile reads the directory by its byte size: the end record's count may lie.
+        _check_entry_count(len(infos), source_name, limits)
+        planned, skipped, junk = _plan(infos, source_name, limits)
         staging = Path(tempfile.mkdtemp(prefix=f".ingest-{dataset_id}-", dir=store))
         try:
             stored, more_skipped = _store_images(
@@ -166,7 +169,7 @@ def load_dataset(dataset_id: str, *, home: Path | None = None) -> DatasetReport:
 
     Raises `DataError` when the id is malformed or no such dataset is stored.
     """
-    if not isinstance(dataset_id, str) or not _DATASET_ID.match(dataset_id):
+    if not isinstance(dataset_id, str) or not _DATASET_ID.fullmatch(dataset_id):
         raise DataError(
             f"Expected a dataset id of 12 hex digits. Received: dataset_id={dataset_id!r}. "
             "Pick a dataset from the list, or ingest the archive again."
@@ -182,7 +185,12 @@ def load_dataset(dataset_id: str, *, home: Path | None = None) -> DatasetReport:
 
 def list_datasets(*, home: Path | None = None) -> list[DatasetReport]:
     """Return every stored dataset, newest first."""
-    roots = [p for p in datasets_dir(home).iterdir() if (p / "report.json").is_file()]
+    roots = [
+        p
+        for p in datasets_dir(home).iterdir()
+        # Staging folders of ingests in progress (".ingest-…") hold a report.json too.
+        if _DATASET_ID.fullmatch(p.name) and (p / "report.json").is_file()
+    ]
     roots.sort(key=lambda p: (p / "report.json").stat().st_mtime, reverse=True)
     return [DatasetReport.load(p) for p in roots]
 
@@ -228,6 +236,10 @@ def _check_central_directory(archive: Path, source_name: str, limits: IngestLimi
             record = fh.read(56)
         if record[:4] == b"PK\x06\x06":
             entries = struct.unpack("<Q", record[32:40])[0]
+    _check_entry_count(entries, source_name, limits)
+
+
+def _check_entry_count(entries: int, source_name: str, limits: IngestLimits) -> None:
     if entries > limits.max_entries:
         raise DataError(
             f"{source_name!r} has {entries:,} entries, over the limit of {limits.max_entries:,}. "
@@ -478,7 +490,6 @@ def _store_images(
                 ) from None
             except ImageRejected as exc:
                 results[index] = SkippedFile(item.name, str(exc))
-                continue
             except (
                 zipfile.BadZipFile,
                 zlib.error,
@@ -489,13 +500,13 @@ def _store_images(
                 ValueError,
             ) as exc:
                 results[index] = SkippedFile(item.name, f"corrupt entry in the archive ({exc})")
-                continue
-            counters[(item.split, item.label)] += 1
-            folder = safe_join(images_root, item.split, item.label)
-            folder.mkdir(parents=True, exist_ok=True)
-            target = folder / f"{counters[(item.split, item.label)]:06d}.jpg"
-            pending.append(pool.submit(convert, index, item, data, target))
-            pending = _drain(pending, keep=2 * workers)
+            else:
+                counters[(item.split, item.label)] += 1
+                folder = safe_join(images_root, item.split, item.label)
+                folder.mkdir(parents=True, exist_ok=True)
+                target = folder / f"{counters[(item.split, item.label)]:06d}.jpg"
+                pending.append(pool.submit(convert, index, item, data, target))
+                pending = _drain(pending, keep=2 * workers)
             if progress:
                 progress(index + 1, len(planned))
         _drain(pending, keep=0)
@@ -628,7 +639,11 @@ def _duplicate_warnings(stored: list[_Stored]) -> list[str]:
     leaked: list[str] = []
     for group in by_hash.values():
         if len({r.label for r in group}) > 1:
-            across_classes.append(" and ".join(f"{r.source!r} ({r.label})" for r in group[:2]))
+            first = group[0]
+            other = next(r for r in group if r.label != first.label)
+            across_classes.append(
+                f"{first.source!r} ({first.label}) and {other.source!r} ({other.label})"
+            )
         splits = {r.split for r in group}
         if "train" in splits and len(splits - {"train"}) > 0:
             other = next(r for r in group if r.split != "train")

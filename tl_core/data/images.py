@@ -86,7 +86,7 @@ def decode_image(
             raise ImageRejected(_unidentified_reason(data)) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageRejected(f"too many pixels (over {max_pixels:,})") from None
-        except (OSError, SyntaxError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - hostile headers make Pillow raise anything
             raise ImageRejected(f"corrupt image header ({exc})") from None
         source_format = image.format or "unknown"
         width, height = image.size
@@ -113,7 +113,7 @@ def decode_image(
             rgb = _to_rgb(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageRejected(f"too many pixels (over {max_pixels:,})") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        except Exception as exc:  # noqa: BLE001 - e.g. TypeError from a mistyped EXIF tag
             raise ImageRejected(f"truncated or corrupt image data ({exc})") from None
     pixel_hash = hashlib.blake2b(rgb.tobytes(), digest_size=16, person=b"tl-pixels").hexdigest()
     if max(rgb.size) > max_side:
@@ -138,7 +138,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         scale = 255.0 / (high - low) if high > low else 0.0
         image = Image.fromarray(((array - low) * scale + 0.5).astype(np.uint8))
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode == "P" and "transparency" in image.info
+        # A colour key (PNG tRNS) makes one palette index, grey level or RGB colour transparent.
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
     )
     if has_alpha:
         rgba = image.convert("RGBA")

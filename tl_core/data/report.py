@@ -65,7 +65,8 @@ class IngestLimits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            # `not value > 0` also refuses NaN, which compares false with everything.
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(
                     f"Expected `{f.name}` to be a positive number. Received: {f.name}={value!r}"
                 )
@@ -84,7 +85,7 @@ class IngestLimits:
             if raw:
                 try:
                     overrides[name] = int(float(raw) * scale)
-                except ValueError as exc:
+                except (ValueError, OverflowError) as exc:  # "abc", "nan"; "inf"
                     raise ConfigError(
                         f"Expected `{env}` to be a number. Received: {env}={raw!r}"
                     ) from exc

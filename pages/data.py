@@ -1,0 +1,46 @@
+"""Data, step 1 of the wizard: choose the labelled images the model will learn from.
+
+Three ways in: the bundled sample (chosen on a first visit, so there is something to
+look at at once), an uploaded zip, or a dataset stored earlier on this server.
+"""
+
+import streamlit as st
+
+from tl_core import IngestLimits, list_datasets
+from ui import dataset_view, datasets, state
+from ui.errors import user_errors
+
+st.title("Data", anchor=False)
+st.markdown(
+    "Choose the labelled images your model will learn from. The sample shapes are ready to "
+    "go; upload a zip to use your own pictures."
+)
+
+upload_col, stored_col = st.columns(2, gap="medium")
+with upload_col.container(border=True, height="stretch"):
+    st.markdown(":material/upload_file: **Upload a zip**")
+    with user_errors():
+        dataset_view.render_explainer(IngestLimits.from_env())
+    upload = st.file_uploader("Zip file", type=["zip"], key=state.UPLOADER)
+    # The uploader hands the same file to every rerun; ingest each upload only once.
+    if upload is not None and upload.file_id != state.handled_upload():
+        state.set_handled_upload(upload.file_id)
+        with user_errors():
+            datasets.choose_upload(upload)
+
+with stored_col.container(border=True, height="stretch"):
+    st.markdown(":material/inventory_2: **Or pick a stored dataset**")
+    picker_slot = st.container()
+    if state.dataset_id() is None:
+        with user_errors():
+            datasets.choose_sample()
+    # Drawn last so that it shows what the upload or the sample just chose.
+    with picker_slot, user_errors():
+        dataset_view.pick_stored_dataset(list_datasets())
+
+report = None
+with user_errors():
+    report = datasets.current_dataset()
+if report is not None:
+    st.divider()
+    dataset_view.render_report(report)
