@@ -53,7 +53,7 @@ from tl_core.workspace import datasets_dir, safe_join
 __all__ = ["ingest_archive", "list_datasets", "load_dataset"]
 
 #: Bump when the stored form of images changes, so old datasets are not reused.
-INGEST_VERSION = 1
+INGEST_VERSION = 2
 
 #: Below this many images per class, the report warns.
 MIN_IMAGES_PER_CLASS = 10
@@ -184,7 +184,8 @@ def load_dataset(dataset_id: str, *, home: Path | None = None) -> DatasetReport:
 
 
 def list_datasets(*, home: Path | None = None) -> list[DatasetReport]:
-    """Return every stored dataset, newest first."""
+    """Return every stored dataset, newest first, without their image index (``images``
+    is empty: use `load_dataset` for the dataset you work with)."""
     roots = [
         p
         for p in datasets_dir(home).iterdir()
@@ -192,7 +193,7 @@ def list_datasets(*, home: Path | None = None) -> list[DatasetReport]:
         if _DATASET_ID.fullmatch(p.name) and (p / "report.json").is_file()
     ]
     roots.sort(key=lambda p: (p / "report.json").stat().st_mtime, reverse=True)
-    return [DatasetReport.load(p) for p in roots]
+    return [DatasetReport.load(p, images=False) for p in roots]
 
 
 def _archive_id(archive: Path) -> str:

@@ -33,6 +33,13 @@ class ImageRejected(Exception):
 
 _EXIF_ORIENTATION = 0x0112
 
+# Installed once, process-wide: `warnings.catch_warnings` is process-wide too and not
+# thread-safe, and ingest decodes on several threads. A decompression bomb is an error
+# (FIELD_NOTES); Pillow's notes about damaged EXIF are noise: the picture itself still
+# decodes, or fails on its own.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", message=r"(Possibly )?[Cc]orrupt EXIF", category=UserWarning)
+
 
 @dataclass(frozen=True)
 class DecodedImage:
@@ -78,43 +85,41 @@ def decode_image(
         >>> decoded.image.mode
         'RGB'
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-        except UnidentifiedImageError:
-            raise ImageRejected(_unidentified_reason(data)) from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageRejected(f"too many pixels (over {max_pixels:,})") from None
-        except Exception as exc:  # noqa: BLE001 - hostile headers make Pillow raise anything
-            raise ImageRejected(f"corrupt image header ({exc})") from None
-        source_format = image.format or "unknown"
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ImageRejected(f"too many pixels ({width}×{height} is over {max_pixels:,})")
-        if min(width, height) < min_side:
-            raise ImageRejected(
-                f"too small ({width}×{height}; the shorter side must be at least {min_side} px)"
-            )
-        try:
-            upright = image.getexif().get(_EXIF_ORIENTATION, 1) == 1
-            keep_original = (
-                source_format == "JPEG"
-                and image.mode == "RGB"
-                and upright
-                and max(width, height) <= max_side
-            )
-            if source_format == "JPEG" and max(width, height) >= 2 * max_side:
-                # DCT scaling still reads every byte, so truncation is still caught.
-                image.draft(image.mode, (max_side, max_side))
-            image.seek(0)
-            image.load()
-            image = ImageOps.exif_transpose(image) if not upright else image
-            rgb = _to_rgb(image)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageRejected(f"too many pixels (over {max_pixels:,})") from None
-        except Exception as exc:  # noqa: BLE001 - e.g. TypeError from a mistyped EXIF tag
-            raise ImageRejected(f"truncated or corrupt image data ({exc})") from None
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageRejected(_unidentified_reason(data)) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected(f"too many pixels (over {max_pixels:,})") from None
+    except Exception as exc:  # noqa: BLE001 - hostile headers make Pillow raise anything
+        raise ImageRejected(f"corrupt image header ({exc})") from None
+    source_format = image.format or "unknown"
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageRejected(f"too many pixels ({width}×{height} is over {max_pixels:,})")
+    if min(width, height) < min_side:
+        raise ImageRejected(
+            f"too small ({width}×{height}; the shorter side must be at least {min_side} px)"
+        )
+    try:
+        upright = image.getexif().get(_EXIF_ORIENTATION, 1) == 1
+        keep_original = (
+            source_format == "JPEG"
+            and image.mode == "RGB"
+            and upright
+            and max(width, height) <= max_side
+        )
+        if source_format == "JPEG" and max(width, height) >= 2 * max_side:
+            # DCT scaling still reads every byte, so truncation is still caught.
+            image.draft(image.mode, (max_side, max_side))
+        image.seek(0)
+        image.load()
+        image = ImageOps.exif_transpose(image) if not upright else image
+        rgb = _to_rgb(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected(f"too many pixels (over {max_pixels:,})") from None
+    except Exception as exc:  # noqa: BLE001 - e.g. TypeError from a mistyped EXIF tag
+        raise ImageRejected(f"truncated or corrupt image data ({exc})") from None
     pixel_hash = hashlib.blake2b(rgb.tobytes(), digest_size=16, person=b"tl-pixels").hexdigest()
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)

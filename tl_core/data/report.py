@@ -153,14 +153,20 @@ class DatasetReport:
         }
 
     def save(self, root: Path) -> None:
-        """Write ``report.json`` (with the image index) into `root`."""
-        doc = self.to_json() | {"images": [asdict(r) for r in self.images]}
-        (root / "report.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False))
+        """Write ``report.json`` (the summary) and ``images.json`` (the image index) into `root`."""
+        (root / "images.json").write_text(
+            json.dumps([asdict(r) for r in self.images], ensure_ascii=False)
+        )
+        (root / "report.json").write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False))
 
     @classmethod
-    def load(cls, root: Path) -> DatasetReport:
-        """Read the ``report.json`` that `save` wrote in `root`."""
+    def load(cls, root: Path, *, images: bool = True) -> DatasetReport:
+        """Read what `save` wrote in `root`; ``images=False`` skips the image index (fast)."""
         doc = json.loads((root / "report.json").read_text())
+        records: tuple[ImageRecord, ...] = ()
+        index_path = root / "images.json"
+        if images and index_path.is_file():
+            records = tuple(ImageRecord(**r) for r in json.loads(index_path.read_text()))
         return cls(
             dataset_id=doc["dataset_id"],
             source_name=doc.get("source_name", ""),
@@ -169,6 +175,6 @@ class DatasetReport:
             skipped=tuple(SkippedFile(**s) for s in doc["skipped"]),
             warnings=tuple(doc["warnings"]),
             junk_ignored=doc.get("junk_ignored", 0),
-            images=tuple(ImageRecord(**r) for r in doc.get("images", [])),
+            images=records,
             root=root,
         )

@@ -179,12 +179,23 @@ def test_a_saved_report_loads_back_equal_with_its_root(tmp_path: Path) -> None:
     assert loaded == report
     assert loaded.images == report.images
     assert loaded.root == tmp_path
-    assert json.loads((tmp_path / "report.json").read_text())["images"][0] == {
+    assert "images" not in json.loads((tmp_path / "report.json").read_text())
+    assert json.loads((tmp_path / "images.json").read_text())[0] == {
         "path": "images/train/café/000001.jpg",
         "label": "café",
         "split": "train",
         "source": "train/café/a.png",
     }
+
+
+def test_loading_without_the_image_index_keeps_the_summary(tmp_path: Path) -> None:
+    report = a_report()
+    report.save(tmp_path)
+
+    summary = DatasetReport.load(tmp_path, images=False)
+
+    assert summary.images == ()
+    assert (summary.classes, summary.num_images) == (report.classes, report.num_images)
 
 
 def test_a_report_without_split_round_trips(tmp_path: Path) -> None:
