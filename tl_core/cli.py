@@ -188,7 +188,39 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from tl_core.runs import run_path
     from tl_core.train import main_worker
 
-    return main_worker(run_path(args.run_id), resume=args.resume)
+    return main_worker(run_path(args.run_id), resume=args.resume, batch_size=args.batch_size)
+
+
+def _cmd_scheduler(args: argparse.Namespace) -> int:
+    import time
+
+    from tl_core.jobs import Scheduler
+
+    if args.interval <= 0:
+        raise _UsageError(f"--interval must be a positive number of seconds, got {args.interval}")
+    scheduler = Scheduler()
+    active: bool | None = None
+    try:
+        while True:
+            events = scheduler.tick()
+            if scheduler.active != active:
+                active = scheduler.active
+                sys.stdout.write(
+                    f"scheduler active in {scheduler.home} with {scheduler.slots} slot(s)\n"
+                    if active
+                    else f"scheduler passive: another process holds {scheduler.lock_path}; "
+                    "reporting changes until it ends\n"
+                )
+            for event in events:
+                sys.stdout.write(f"{event}\n")
+            sys.stdout.flush()
+            if args.once:
+                return EXIT_OK
+            time.sleep(args.interval)
+    except KeyboardInterrupt:  # Ctrl-C ends the scheduler, not its workers
+        return EXIT_OK
+    finally:
+        scheduler.stop()
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -264,7 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="(internal) train a queued run in this process")
     worker.add_argument("run_id")
     worker.add_argument("--resume", action="store_true")
+    worker.add_argument(
+        "--batch-size", type=int, default=None, help="override the config's batch size"
+    )
     worker.set_defaults(handler=_cmd_worker)
+
+    scheduler = sub.add_parser("scheduler", help="start queued training jobs (foreground)")
+    scheduler.add_argument("--once", action="store_true", help="one pass over the queue, then exit")
+    scheduler.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+    scheduler.set_defaults(handler=_cmd_scheduler)
 
     predict = sub.add_parser("predict", help="classify images with a trained run")
     predict.add_argument("run_dir", help="the run folder (holds model.keras)")

@@ -145,7 +145,7 @@ def _user_message(exc: BaseException) -> tuple[str, str]:
     )
 
 
-def train_run(run_dir: Path, *, resume: bool = False) -> RunStatus:
+def train_run(run_dir: Path, *, resume: bool = False, batch_size: int | None = None) -> RunStatus:
     """Run (or, with `resume`, continue) the training of `run_dir`; return the final status.
 
     Never raises for a failed run: the failure is written to ``status.json`` (state
@@ -154,6 +154,9 @@ def train_run(run_dir: Path, *, resume: bool = False) -> RunStatus:
     Args:
         run_dir: a directory made by `prepare_run` (or a run to resume).
         resume: continue from the last checkpoint instead of starting.
+        batch_size: train with this batch size instead of the config's (default ``None``:
+            the config's). The scheduler's out-of-memory retry passes half of it; run.json
+            keeps the config as submitted and status.json's ``note`` says what changed.
     """
     files = RunFiles(Path(run_dir))
     doc = read_json(files.config)
@@ -163,6 +166,8 @@ def train_run(run_dir: Path, *, resume: bool = False) -> RunStatus:
             "Start a run with `python -m tl_core train`, or pick one from the runs list."
         )
     config = RunConfig.from_json(doc["config"])
+    if batch_size is not None:
+        config = config.with_changes(batch_size=batch_size)
     previous = read_status(files.root) or RunStatus(total_epochs=config.total_epochs)
     if resume and previous.state == "completed":
         raise JobError(
@@ -176,6 +181,7 @@ def train_run(run_dir: Path, *, resume: bool = False) -> RunStatus:
         started_at=previous.started_at or time.time(),
         finished_at=None,
         error=None,
+        error_kind=None,
         total_epochs=config.total_epochs,
     )
     write_status(files.root, status)
@@ -467,6 +473,8 @@ class _Trainer:
             initial_epoch=epoch,
             steps_per_epoch=steps,
             callbacks=callbacks,
+            # The batches are already shuffled per (seed, epoch); Keras warns on shuffle=True.
+            shuffle=False,
             verbose=0,
         )
         reached = epoch + len(history.epoch) - (1 if progress.stop_requested else 0)
@@ -531,8 +539,8 @@ def best_val_accuracy(run_dir: Path) -> float | None:
     return max(values) if values else None
 
 
-def main_worker(run_dir: Path, *, resume: bool = False) -> int:
+def main_worker(run_dir: Path, *, resume: bool = False, batch_size: int | None = None) -> int:
     """Process entry of a worker: train, and exit 0 (completed/stopped) or 1 (failed)."""
-    status = train_run(run_dir, resume=resume)
+    status = train_run(run_dir, resume=resume, batch_size=batch_size)
     sys.stdout.flush()
     return 0 if status.state in ("completed", "stopped") else 1
