@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from tl_core.data.report import UNSPLIT, DatasetReport, ImageRecord
 from tl_core.errors import ConfigError, DataError
@@ -20,7 +23,13 @@ from tl_core.errors import ConfigError, DataError
 if TYPE_CHECKING:
     import tensorflow as tf
 
-__all__ = ["DatasetSplits", "make_batches", "split_dataset", "steps_per_epoch"]
+__all__ = [
+    "DatasetSplits",
+    "make_array_batches",
+    "make_batches",
+    "split_dataset",
+    "steps_per_epoch",
+]
 
 #: Decoded images are cached in memory up to this many bytes; larger datasets re-decode.
 MEMORY_CACHE_BYTES = 1 << 30
@@ -172,12 +181,6 @@ def make_batches(
         if fits:
             ds = ds.cache()
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    first, stop = shuffle_epochs
-    if not 0 <= first < stop:
-        raise ConfigError(
-            f"Expected `shuffle_epochs` to be (first, stop) with 0 <= first < stop. "
-            f"Received: shuffle_epochs={shuffle_epochs!r}"
-        )
     if fits:
         images = _decode_all(paths, decode, tf)
 
@@ -188,7 +191,21 @@ def make_batches(
         def fetch(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             return decode(tf.gather(paths, i)), label_of(tf.gather(labels, i))
 
-    count = len(records)
+    return _shuffled_epochs(fetch, len(records), batch_size, shuffle_epochs, seed)
+
+
+def _shuffled_epochs(
+    fetch: Any, count: int, batch_size: int, shuffle_epochs: tuple[int, int], seed: int
+) -> tf.data.Dataset:
+    """The batches of epochs ``first … stop - 1``, each in an order seeded by (seed, epoch)."""
+    import tensorflow as tf
+
+    first, stop = shuffle_epochs
+    if not 0 <= first < stop:
+        raise ConfigError(
+            f"Expected `shuffle_epochs` to be (first, stop) with 0 <= first < stop. "
+            f"Received: shuffle_epochs={shuffle_epochs!r}"
+        )
     base_seed = tf.constant(seed, tf.int64)
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
@@ -202,8 +219,40 @@ def make_batches(
             .batch(batch_size)
         )
 
-    epochs = tf.data.Dataset.range(first, stop)
-    return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.range(first, stop).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+
+
+def make_array_batches(
+    features: np.ndarray,
+    labels: Sequence[int],
+    *,
+    num_classes: int,
+    batch_size: int,
+    shuffle_epochs: tuple[int, int] | None = None,
+    seed: int = 0,
+    one_hot: bool = False,
+) -> tf.data.Dataset:
+    """Like `make_batches`, for rows of precomputed features (see `tl_core.cache`).
+
+    The order of each shuffled epoch depends on (seed, epoch) only, as in `make_batches`.
+
+    Example:
+        >>> ds = make_array_batches(np.zeros((10, 4)), [0] * 5 + [1] * 5, num_classes=2,
+        ...                         batch_size=4)  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    rows = tf.constant(np.asarray(features, dtype=np.float32))
+    targets = tf.constant(list(labels), tf.int32)
+
+    def fetch(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        label = tf.gather(targets, i)
+        return tf.gather(rows, i), tf.one_hot(label, num_classes) if one_hot else label
+
+    if shuffle_epochs is None:
+        order = tf.data.Dataset.range(len(labels))
+        return order.map(fetch).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _shuffled_epochs(fetch, len(labels), batch_size, shuffle_epochs, seed)
 
 
 def _decode_all(paths: tf.Tensor, decode: Any, tf: Any) -> tf.Variable:
