@@ -2,16 +2,20 @@
 
 It only wires things up: the pages are the wizard steps in `ui.wizard.STEPS`, and the
 sidebar (dataset, progress) is drawn after the page so that it shows the page's choices.
+The first page view starts the server's training scheduler (`ui.jobs.scheduler`).
+Pages run inside `ui.shell.inside_app`, so that none of them can run without this shell.
 """
 
 import streamlit as st
 
-from ui import datasets, sidebar, wizard
+from ui import datasets, jobs, shell, sidebar, wizard
 
 st.set_page_config(
     page_title="Transfer-learning studio", page_icon=":material/school:", layout="wide"
 )
+jobs.scheduler()
 page = st.navigation(wizard.pages())
 datasets.sync_dataset_with_url()
-page.run()
+with shell.inside_app():
+    page.run()
 sidebar.render()

@@ -7,8 +7,10 @@ look at at once), an uploaded zip, or a dataset stored earlier on this server.
 import streamlit as st
 
 from tl_core import IngestLimits, list_datasets
-from ui import dataset_view, datasets, state
+from ui import dataset_view, datasets, shell, state
 from ui.errors import user_errors
+
+shell.ensure_app()
 
 st.title("Data", anchor=False)
 st.markdown(

@@ -235,6 +235,51 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from tl_core.evaluate import evaluate_run
+
+    if args.max_misclassified < 0:
+        raise _UsageError(f"--max-misclassified must be 0 or more, got {args.max_misclassified}")
+    result = evaluate_run(
+        Path(args.run_dir), max_misclassified=args.max_misclassified, refresh=args.refresh
+    )
+    _emit(result, args.json, _describe_evaluation)
+    return EXIT_OK
+
+
+def _describe_evaluation(doc: dict[str, Any]) -> str:
+    lines = [f"accuracy {doc['accuracy']:.4f} on {doc['num_images']} validation images"]
+    lines += [
+        f"  {name:<20} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
+        f"f1 {row['f1']:.3f}  support {row['support']}"
+        for name, row in doc["per_class"].items()
+    ]
+    lines += [
+        f"confused: {pair['true']} -> {pair['predicted']} ({pair['count']})"
+        for pair in doc["most_confused"][:5]
+    ]
+    lines += [
+        f"misclassified: {row['path']} ({row['true']} taken for {row['predicted']}, "
+        f"loss {row['loss']:.3f})"
+        for row in doc["misclassified"][:5]
+    ]
+    return "\n".join(lines)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tl_core.export import export_model
+
+    if args.int8 and args.format != "tflite":
+        raise _UsageError("--int8 applies to --format tflite only")
+    result = export_model(Path(args.run_dir), fmt=args.format, out=Path(args.out), int8=args.int8)
+    _emit(
+        result,
+        args.json,
+        lambda r: f"wrote {r['path']} ({r['bytes']:,} bytes) and {r['labels']}",
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m tl_core``."""
     parser = _Parser(prog="python -m tl_core", description="Transfer-learning studio core.")
@@ -312,6 +357,23 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=int, default=3, help="probabilities to list per image")
     predict.add_argument("--json", action="store_true", help="print one JSON document")
     predict.set_defaults(handler=_cmd_predict)
+
+    evaluate = sub.add_parser("evaluate", help="metrics of a trained run on its validation split")
+    evaluate.add_argument("run_dir", help="the run folder (holds model.keras)")
+    evaluate.add_argument(
+        "--max-misclassified", type=int, default=50, help="misclassified images to list"
+    )
+    evaluate.add_argument("--refresh", action="store_true", help="ignore a cached eval.json")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON document")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    export = sub.add_parser("export", help="export a trained model (.keras or .tflite)")
+    export.add_argument("run_dir", help="the run folder (holds model.keras)")
+    export.add_argument("--format", required=True, choices=("keras", "tflite"))
+    export.add_argument("--out", required=True, help="file to write; labels.json goes next to it")
+    export.add_argument("--int8", action="store_true", help="int8-quantize the TFLite model")
+    export.add_argument("--json", action="store_true", help="print one JSON document")
+    export.set_defaults(handler=_cmd_export)
     return parser
 
 

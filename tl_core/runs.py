@@ -36,13 +36,17 @@ __all__ = [
     "FINAL_STATES",
     "RunFiles",
     "RunStatus",
+    "RunSummary",
     "append_jsonl",
+    "best_epoch",
+    "list_runs",
     "new_run_id",
     "read_json",
     "read_metrics",
     "read_status",
     "run_path",
     "runs_dir",
+    "summarize_run",
     "write_json_atomic",
     "write_status",
 ]
@@ -158,7 +162,7 @@ def run_path(run_id: str, home: Path | None = None) -> Path:
     Raises:
         JobError: when `run_id` is not of the generated shape (it may come from a URL).
     """
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
         raise JobError(
             f"Expected a run id like '20261123-131500-a1b2c3'. Received: run_id={run_id!r}. "
             "Pick a run from the runs list."
@@ -233,3 +237,157 @@ def read_metrics(root: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | Non
         else:
             epochs.append(doc)
     return epochs, last_batch
+
+
+# --- listing runs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run as a runs list shows it, read from its directory alone.
+
+    ``backbone`` and the other config fields are ``None`` when ``run.json`` holds no
+    config; ``trainable_blocks`` and ``total_blocks`` are ``None`` until the worker has
+    built the model (it writes the per-block plan into ``run.json``). For a two-phase run
+    they describe the last phase. ``best_val_accuracy`` and ``best_epoch`` come from the
+    epoch lines of ``metrics.jsonl`` (``None`` before the first epoch ends).
+    """
+
+    run_id: str
+    state: str
+    created_at: float
+    backbone: str | None = None
+    weights: str | None = None
+    dataset_id: str | None = None
+    image_size: int | None = None
+    epochs_done: int = 0
+    total_epochs: int = 0
+    phase: str = ""
+    best_val_accuracy: float | None = None
+    best_epoch: int | None = None
+    trainable_blocks: int | None = None
+    total_blocks: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    note: str | None = None
+
+    @property
+    def freeze_summary(self) -> str:
+        """``"3/19 blocks trainable"``, or ``""`` while the block plan is unknown."""
+        if self.trainable_blocks is None or self.total_blocks is None:
+            return ""
+        return f"{self.trainable_blocks}/{self.total_blocks} blocks trainable"
+
+    def duration(self, now: float | None = None) -> float | None:
+        """Seconds from the first start to the end (to `now` while unfinished); ``None``
+        before it started."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else (now or time.time())
+        return max(0.0, end - self.started_at)
+
+
+def best_epoch(epochs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Return the epoch line with the highest ``val_accuracy`` (the earliest on a tie).
+
+    Example:
+        >>> best_epoch([{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7}])
+        {'epoch': 2, 'val_accuracy': 0.7}
+    """
+    scored = [e for e in epochs if isinstance(e.get("val_accuracy"), (int, float))]
+    return max(scored, key=lambda e: e["val_accuracy"], default=None)
+
+
+def summarize_run(run_id: str, home: Path | None = None) -> RunSummary:
+    """Read one run directory into a `RunSummary`.
+
+    Raises:
+        JobError: when `run_id` is malformed or names no run (no readable ``run.json``).
+
+    Example:
+        >>> summarize_run("20261123-131500-a1b2c3").freeze_summary  # doctest: +SKIP
+        '3/19 blocks trainable'
+    """
+    root = run_path(run_id, home)
+    doc = read_json(RunFiles(root).config)
+    if not isinstance(doc, dict):
+        raise JobError(
+            f"There is no run {run_id} in {root.parent} (or its run.json is unreadable). "
+            "Pick a run from the runs list."
+        )
+    config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+    status = read_status(root) or RunStatus(created_at=_number(doc.get("created"), 0.0))
+    best = best_epoch(_epoch_lines(root))
+    blocks = doc.get("blocks")
+    trainable = total = None
+    if isinstance(blocks, list) and all(isinstance(b, dict) for b in blocks):
+        total = len(blocks)
+        trainable = sum(1 for b in blocks if b.get("trainable"))
+    image_size = doc.get("image_size", config.get("image_size"))
+    return RunSummary(
+        run_id=run_id,
+        state=status.state,
+        created_at=_number(doc.get("created"), status.created_at),
+        backbone=config.get("backbone"),
+        weights=config.get("weights"),
+        dataset_id=config.get("dataset_id"),
+        image_size=image_size if isinstance(image_size, int) else None,
+        epochs_done=status.epoch,
+        total_epochs=status.total_epochs,
+        phase=status.phase,
+        best_val_accuracy=float(best["val_accuracy"]) if best else None,
+        best_epoch=best.get("epoch") if best else None,
+        trainable_blocks=trainable,
+        total_blocks=total,
+        started_at=status.started_at,
+        finished_at=status.finished_at,
+        error=status.error,
+        note=status.note,
+    )
+
+
+def list_runs(home: Path | None = None) -> list[RunSummary]:
+    """Return every run under ``TL_HOME/runs``, newest first, read from disk.
+
+    Runs survive restarts of the app because this reads only their directories (queued
+    jobs included). Directories that are not runs, or whose ``run.json`` is not written
+    yet, are left out.
+
+    Example:
+        >>> [run.state for run in list_runs()]  # doctest: +SKIP
+        ['running', 'completed']
+    """
+    summaries = []
+    for entry in runs_dir(home).iterdir():
+        if not entry.is_dir() or not _RUN_ID.fullmatch(entry.name):
+            continue
+        try:
+            summaries.append(summarize_run(entry.name, home))
+        except JobError:
+            continue
+    return sorted(summaries, key=lambda run: (run.created_at, run.run_id), reverse=True)
+
+
+def _number(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) else default
+
+
+def _epoch_lines(root: Path) -> list[dict[str, Any]]:
+    """The epoch lines of ``metrics.jsonl``; batch lines are skipped before parsing (most
+    lines are batch lines, and listing many runs must stay fast)."""
+    try:
+        text = RunFiles(root).metrics.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    epochs = []
+    for line in text.splitlines():
+        if '"type": "batch"' in line:
+            continue
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and doc.get("type") != "batch":
+            epochs.append(doc)
+    return epochs

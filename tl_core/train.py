@@ -13,6 +13,7 @@ only at compile time.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -240,6 +241,8 @@ class _Trainer:
         checkpoint = read_last_checkpoint(files) if self.resume else None
         if self.resume and checkpoint is None:
             log.info("no checkpoint yet: the run starts from the beginning")
+        if self.resume:
+            _forget_epochs_after(files, int(checkpoint["epoch"]) if checkpoint else 0)
         with strategy.scope():
             classifier = build_classifier(
                 config, splits.class_names, load_weights=checkpoint is None
@@ -382,22 +385,25 @@ class _Trainer:
 
         config, files = self.config, self.files
         stop_epoch = phase_start + phase.epochs
-        steps = steps_per_epoch(len(splits.train), config.batch_size)
+        replicas = strategy.num_replicas_in_sync
+        train_records, batch_size = _even_for_replicas(splits.train, config.batch_size, replicas)
+        val_records, _ = _even_for_replicas(splits.val, config.batch_size, replicas)
+        steps = steps_per_epoch(len(train_records), batch_size)
         one_hot = uses_one_hot_labels(config)
         common = {
             "class_names": splits.class_names,
             "image_size": classifier.image_size,
-            "batch_size": config.batch_size,
+            "batch_size": batch_size,
             "one_hot": one_hot,
         }
         train = make_batches(
             report,
-            splits.train,
+            train_records,
             shuffle_epochs=(epoch, stop_epoch),
             seed=config.seed,
             **common,
         )
-        val = make_batches(report, splits.val, **common)
+        val = make_batches(report, val_records, **common)
         with strategy.scope():
             summary = apply_freeze_plan(
                 classifier,
@@ -460,7 +466,7 @@ class _Trainer:
                 )
             )
         callbacks += [
-            MetricsStream(files.metrics, progress, batches=steps, batch_size=config.batch_size),
+            MetricsStream(files.metrics, progress, batches=steps, batch_size=batch_size),
             DriftTracker(files, block_variables(classifier.backbone, classifier.blocks), progress),
             Checkpoint(files, progress, extra_state),
             StopFlag(files.stop_flag, progress),
@@ -530,6 +536,49 @@ class _Trainer:
         tmp = self.files.root / "model.tmp.keras"
         clone.save(tmp)
         os.replace(tmp, self.files.model)
+
+
+def _forget_epochs_after(files: RunFiles, epoch: int) -> None:
+    """Drop the metrics and drift lines of epochs after `epoch`, the last checkpoint's.
+
+    A worker killed after writing an epoch's lines but before committing its checkpoint
+    leaves lines of an epoch that the resumed run trains again; kept, they would appear
+    twice. A half-written last line goes too.
+    """
+    for path in (files.metrics, files.drift_history):
+        if not path.is_file():
+            continue
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(doc, dict) and doc.get("epoch", 0) <= epoch:
+                kept.append(line + "\n")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def _even_for_replicas(records: Any, batch_size: int, replicas: int) -> tuple[tuple[Any, ...], int]:
+    """Return `records` and `batch_size` cut so that every batch splits evenly over replicas.
+
+    Under a distribution strategy Keras builds the model from the mean of the first
+    batch's per-replica shares, which fails unless they have equal shapes, and a replica
+    with an empty share fails too. So with several replicas the last
+    ``len(records) % replicas`` records are left out and the batch size is rounded down
+    to a multiple of `replicas`; with one replica nothing changes.
+    """
+    keep = len(records) - len(records) % replicas
+    if keep < len(records):
+        log.info(
+            "%d of %d images left out to split batches evenly over %d replicas",
+            len(records) - keep,
+            len(records),
+            replicas,
+        )
+    return tuple(records[:keep]), max(replicas, batch_size - batch_size % replicas)
 
 
 def best_val_accuracy(run_dir: Path) -> float | None:

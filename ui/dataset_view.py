@@ -12,12 +12,12 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
 from tl_core import DatasetReport, ImageRecord, IngestLimits
 from tl_core.data.images import ALLOWED_FORMATS
+from tl_core.plots import class_counts_figure
 from ui import state
 from ui.errors import user_errors
 from ui.text import escape_markdown
@@ -191,32 +191,6 @@ def class_split_counts(report: DatasetReport) -> pd.DataFrame:
         index=pd.Index(report.class_names, name="class"),
         columns=splits,
     )
-
-
-def class_counts_figure(counts: pd.DataFrame) -> go.Figure:
-    """Return a bar chart of `counts` (from `class_split_counts`), stacked by split."""
-    figure = go.Figure()
-    for split in counts.columns:
-        figure.add_bar(
-            x=list(counts.index),
-            y=counts[split].tolist(),
-            name=split,
-            text=counts[split].tolist(),
-            textposition="inside",
-            insidetextanchor="middle",
-            textangle=0,
-        )
-    figure.update_layout(
-        barmode="stack",
-        height=300,
-        margin={"l": 0, "r": 0, "t": 10, "b": 0},
-        showlegend=len(counts.columns) > 1,
-        legend={"orientation": "h", "y": 1.1, "traceorder": "normal"},
-        # Counts too small to fit inside their bar are hidden rather than squeezed.
-        uniformtext={"minsize": 10, "mode": "hide"},
-        yaxis_title="images",
-    )
-    return figure
 
 
 @st.fragment

@@ -1,11 +1,12 @@
-"""The sidebar under the navigation: the session's dataset and the wizard's progress."""
+"""The sidebar under the navigation: the session's dataset and model, the wizard's progress."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from tl_core import DatasetReport, TLError
-from ui import datasets
+from tl_core.backbones import get_backbone
+from ui import backbone_view, datasets, jobs, layers_view, run_view, state
 from ui.text import escape_markdown
 from ui.wizard import STEPS
 
@@ -26,6 +27,12 @@ def render() -> None:
             st.caption("None chosen yet.")
         else:
             _render_dataset(report)
+        st.subheader("Model", anchor=False)
+        backbone_view.sync_backbone_with_url()
+        _render_model(state.model_choice(report))
+        st.subheader("Training", anchor=False)
+        run_view.sync_run_with_url()
+        _render_training()
         st.subheader("Progress", anchor=False)
         for step in STEPS:
             done = step.is_done()
@@ -43,3 +50,32 @@ def _render_dataset(report: DatasetReport) -> None:
         f"{len(names)} classes · {report.num_images:,} images"
     )
     st.caption(listed)
+
+
+def _render_model(choice: state.ModelChoice) -> None:
+    """What would train now: the defaults until the Backbone and Layers pages change them."""
+    spec = get_backbone(choice.backbone)
+    weights = backbone_view.WEIGHTS_LABELS[choice.weights_source]
+    st.markdown(f":material/hub: **{spec.keras_name}**  \n{weights} · {choice.image_size} px")
+    st.caption(layers_view.describe_freeze(choice))
+
+
+def _render_training() -> None:
+    """Where training runs, how busy the queue is, and the session's run."""
+    device = layers_view.current_device()
+    st.markdown(f":material/memory: {escape_markdown(device.describe())}")
+    if device.kind != "gpu":
+        st.caption("Training on CPU: minutes for the sample, much longer for big datasets.")
+    try:
+        queue = jobs.queue_summary().describe()
+    except TLError:
+        queue = "Job queue unreadable: the Runs page says why"
+    lines = [f":material/pending_actions: {queue}"]
+    run_id = state.run_id()
+    status = run_view.shown_run_status()
+    if run_id is not None and status is not None:
+        detail = status.state
+        if status.state == "running" and status.total_epochs:
+            detail += f", epoch {min(status.epoch + 1, status.total_epochs)}/{status.total_epochs}"
+        lines.append(f":material/model_training: Run {run_id} · {detail}")
+    st.markdown("  \n".join(lines))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from ui import state
+from ui import run_view, state
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,36 @@ STEPS: tuple[WizardStep, ...] = (
         url_path="data",
         is_done=lambda: state.dataset_id() is not None,
     ),
+    WizardStep(
+        title="Backbone",
+        script="pages/backbone.py",
+        icon=":material/hub:",
+        url_path="backbone",
+        is_done=state.backbone_ready,
+    ),
+    WizardStep(
+        title="Layers",
+        script="pages/layers.py",
+        icon=":material/layers:",
+        url_path="layers",
+        is_done=state.layers_seen,
+    ),
+    WizardStep(
+        title="Train",
+        script="pages/train.py",
+        icon=":material/model_training:",
+        url_path="train",
+        is_done=run_view.train_step_done,
+    ),
 )
+
+#: Pages beside the steps: in the navigation after them, not in the progress list.
+RUNS_PAGE = "pages/runs.py"
 
 
 def pages() -> list[st.Page]:
-    """Return one ``st.Page`` per step for ``st.navigation``; the first step is the home page."""
+    """Return one ``st.Page`` per step for ``st.navigation``, then the Runs page; the first
+    step is the home page."""
     return [
         st.Page(
             step.script,
@@ -54,4 +79,13 @@ def pages() -> list[st.Page]:
             default=index == 0,
         )
         for index, step in enumerate(STEPS)
-    ]
+    ] + [st.Page(RUNS_PAGE, title="Runs", icon=":material/history:", url_path="runs")]
+
+
+def next_step_link(script: str) -> None:
+    """Draw a "Next: …" link to the step after the page `script`; nothing after the last."""
+    scripts = [step.script for step in STEPS]
+    position = scripts.index(script)
+    if position + 1 < len(STEPS):
+        step = STEPS[position + 1]
+        st.page_link(step.script, label=f"Next: {step.title}", icon=":material/arrow_forward:")

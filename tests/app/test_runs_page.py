@@ -1,0 +1,132 @@
+"""The Runs page, run through the whole app by AppTest, over run folders written by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import ui.jobs
+from tests.app.run_support import (
+    FakeRunner,
+    chart_traces,
+    fabricate_run,
+    fake_scheduler,
+    texts,
+)
+from tests.app.wizard_support import assert_no_exception, offline_app
+from tl_core import tl_home
+from tl_core.config import RunConfig
+from tl_core.jobs import Scheduler, get, submit
+from ui import runs_view, state
+
+PAGE = "pages/runs.py"
+OLD_RUN = "20261120-090000-aaaaaa"
+NEW_RUN = "20261123-131500-bbbbbb"
+
+
+@pytest.fixture(autouse=True)
+def navigation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """AppTest runs ``app.py`` on every run (see `offline_app`)."""
+    offline_app(monkeypatch, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def queue(
+    app_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Scheduler, FakeRunner]]:
+    """The app's scheduler, replaced by one that starts no worker and ticks on demand."""
+    scheduler, runner = fake_scheduler(tl_home())
+    monkeypatch.setattr(ui.jobs, "scheduler", lambda: scheduler)
+    yield scheduler, runner
+    scheduler.stop()
+
+
+@pytest.fixture
+def two_runs() -> None:
+    """A completed run from three days ago and a stopped one from today, on disk only."""
+    fabricate_run(
+        OLD_RUN,
+        state="completed",
+        val_accuracies=(0.5, 0.8125),
+        total_epochs=2,
+        trainable_blocks=19,
+        created=1_795_165_200.0,
+    )
+    fabricate_run(NEW_RUN, state="stopped", val_accuracies=(0.25, 0.5, 0.625))
+
+
+def _open(app: AppTest, run_id: str | None = None) -> AppTest:
+    if run_id is not None:
+        app.query_params["run"] = run_id
+    app.switch_page(PAGE)
+    return app.run()
+
+
+def test_every_run_on_disk_is_listed_newest_first(app: AppTest, two_runs: None) -> None:
+    _open(app)
+
+    assert_no_exception(app)
+    table = app.dataframe[0].value
+    assert table["Run"].tolist() == [NEW_RUN, OLD_RUN]
+    assert table["Best val. accuracy"].tolist() == [0.625, 0.8125]
+    assert table["Layers"].tolist() == ["3/19 blocks trainable", "19/19 blocks trainable"]
+    assert table["Backbone"].tolist() == ["mobilenet_v2", "mobilenet_v2"]
+    assert table["Epochs"].tolist() == ["3/10", "2/2"]
+    assert table["Duration"].tolist() == ["1 min", "1 min"]
+    assert [value.split()[-1] for value in table["State"]] == ["stopped", "completed"]
+    assert app.selectbox(key=runs_view.RUN_PICKER).value is None
+    assert not app.get("plotly_chart")
+
+
+def test_opening_a_run_shows_its_curves_and_makes_it_the_sessions_run(
+    app: AppTest, two_runs: None
+) -> None:
+    _open(app)
+
+    app.selectbox(key=runs_view.RUN_PICKER).select(OLD_RUN).run()
+
+    assert_no_exception(app)
+    accuracy = chart_traces(app)[1]
+    assert accuracy["y"] == [0.5, 0.8125]
+    assert app.query_params["run"] == OLD_RUN
+    assert app.session_state[state.RUN_ID] == OLD_RUN
+    assert texts(app, "success")[0].startswith("Finished: best validation accuracy **81.2%**")
+
+
+def test_a_run_in_the_url_is_opened(app: AppTest, two_runs: None) -> None:
+    _open(app, NEW_RUN)
+
+    assert_no_exception(app)
+    assert app.selectbox(key=runs_view.RUN_PICKER).value == NEW_RUN
+    assert len(chart_traces(app)[0]["x"]) == 3
+    assert "Resume" in [button.label for button in app.button]
+
+
+def test_resume_requeues_an_interrupted_run(
+    app: AppTest, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    scheduler, runner = queue
+    run_id = submit(RunConfig(dataset_id="0123456789ab", weights="none"))
+    scheduler.tick()
+    runner.end(run_id)
+    scheduler.tick()
+    _open(app, run_id)
+    assert [value.split()[-1] for value in app.dataframe[0].value["State"]] == ["interrupted"]
+
+    [button for button in app.button if button.label == "Resume"][0].click().run()
+
+    assert_no_exception(app)
+    assert get(run_id).state == "queued"
+    assert [value.split()[-1] for value in app.dataframe[0].value["State"]] == ["queued"]
+    assert any("Starting in a moment" in info for info in texts(app, "info"))
+
+
+def test_without_runs_the_page_points_to_the_train_page(app: AppTest) -> None:
+    _open(app)
+
+    assert_no_exception(app)
+    assert texts(app, "info") == ["No runs yet: start one on the Train page."]
+    assert [link.proto.label for link in app.get("page_link")] == ["Go to Train"]

@@ -1,0 +1,359 @@
+"""The Train page, run through the whole app by AppTest, with no training at all.
+
+The server's scheduler is replaced by a real `Scheduler` over a `FakeRunner`: Start
+queues a real job, ``tick()`` "starts" it, and the test writes what a worker would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Button
+
+import ui.jobs
+from tests.app.run_support import (
+    FakeRunner,
+    batch_line,
+    chart_traces,
+    epoch_line,
+    fabricate_run,
+    fake_scheduler,
+    texts,
+    write_metrics,
+)
+from tests.app.wizard_support import assert_no_exception, offline_app, seed_blocks, store_sample
+from tl_core import DatasetReport, tl_home
+from tl_core.backbones import get_backbone
+from tl_core.config import RunConfig
+from tl_core.jobs import Scheduler, get, list_jobs, submit
+from tl_core.runs import RunFiles, read_json, run_path
+from ui import state
+
+PAGE = "pages/train.py"
+
+
+@pytest.fixture(autouse=True)
+def keras_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No ImageNet weights; AppTest runs ``app.py`` on every run (see `offline_app`)."""
+    return offline_app(monkeypatch, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def queue(
+    app_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Scheduler, FakeRunner]]:
+    """The app's scheduler, replaced by one that starts no worker and ticks on demand."""
+    scheduler, runner = fake_scheduler(tl_home())
+    monkeypatch.setattr(ui.jobs, "scheduler", lambda: scheduler)
+    yield scheduler, runner
+    scheduler.stop()
+
+
+@pytest.fixture
+def sample() -> DatasetReport:
+    """The sample dataset (64 px images), stored in this test's workspace."""
+    return store_sample()
+
+
+def _open(app: AppTest, sample: DatasetReport | None, run_id: str | None = None) -> AppTest:
+    """Open the Train page as a link would: dataset, backbone and run in the URL."""
+    if sample is not None:
+        app.query_params["dataset"] = sample.dataset_id
+        app.query_params["backbone"] = "mobilenet_v2"
+    if run_id is not None:
+        app.query_params["run"] = run_id
+    app.switch_page(PAGE)
+    return app.run()
+
+
+def _button(app: AppTest, label: str) -> Button:
+    (button,) = [b for b in app.button if b.label == label]
+    return button
+
+
+def _running_run(
+    sample: DatasetReport, queue: tuple[Scheduler, FakeRunner], **config: object
+) -> str:
+    """Submit a run and let the fake scheduler start it."""
+    scheduler, _ = queue
+    run_id = submit(RunConfig(dataset_id=sample.dataset_id, weights="none", **config))
+    scheduler.tick()
+    assert get(run_id).state == "running"
+    return run_id
+
+
+def test_the_form_starts_with_defaults_for_a_first_run_from_scratch(
+    app: AppTest, sample: DatasetReport
+) -> None:
+    _open(app, sample)
+
+    assert_no_exception(app)
+    assert app.number_input(key="epochs_input").value == 10
+    assert app.select_slider(key="batch_size_input").value == 32
+    assert app.select_slider(key="learning_rate_input").value == 2e-3
+    assert app.radio(key="optimizer_input").value == "adam"
+    assert app.radio(key="schedule_input").value == "constant"
+    assert app.toggle(key="two_phase_input").disabled
+    assert [box.value for box in app.checkbox] == [True, False, False, False]
+    assert len(app.get("image")) == 3, "a row of previews for each of 3 classes"
+    assert "Start training" in [b.label for b in app.button]
+    assert "Suggested for training from scratch." in texts(app, "caption")
+
+
+def test_pretrained_weights_suggest_a_lower_learning_rate(
+    app: AppTest, sample: DatasetReport, keras_home: Path
+) -> None:
+    (keras_home / "models" / get_backbone("mobilenet_v2").weights_file_for(64)).touch()
+
+    _open(app, sample)
+
+    assert app.select_slider(key="learning_rate_input").value == 1e-3
+    assert not app.toggle(key="two_phase_input").disabled
+
+
+def test_start_queues_a_run_with_the_form_settings_and_shows_it(
+    app: AppTest, sample: DatasetReport
+) -> None:
+    _open(app, sample)
+    app.number_input(key="epochs_input").set_value(3).run()
+    app.checkbox(key="augmentation_input_rotation").check().run()
+
+    _button(app, "Start training").click().run()
+
+    assert_no_exception(app)
+    (job,) = list_jobs()
+    assert job.state == "queued"
+    assert app.query_params["run"] == job.run_id
+    assert app.session_state[state.RUN_ID] == job.run_id
+    config = read_json(RunFiles(run_path(job.run_id)).config)["config"]
+    assert config["epochs"] == 3
+    assert config["augmentation"] == ["flip", "rotation"]
+    assert config["weights"] == "none"
+    assert config["learning_rate"] == 2e-3
+    assert any(f"Run {job.run_id}" in text for text in texts(app, "markdown"))
+    assert "Stop" in [b.label for b in app.button]
+    assert any(f"Run {job.run_id} · queued" in text for text in texts(app.sidebar, "markdown"))
+
+
+def test_invalid_settings_show_why_and_keep_the_form(app: AppTest, sample: DatasetReport) -> None:
+    _open(app, sample)
+    app.session_state["patience"] = 0  # only reachable by tampering: no widget allows it
+
+    _button(app, "Start training").click().run()
+
+    assert_no_exception(app)
+    assert texts(app, "error") == [
+        "Expected `patience` to be an integer between 1 and 100. Received: patience=0"
+    ]
+    assert not list_jobs()
+    assert app.number_input(key="epochs_input").value == 10
+
+
+def test_a_queued_run_says_its_place_in_the_queue(
+    app: AppTest, sample: DatasetReport, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    _running_run(sample, queue)
+    submit(RunConfig(dataset_id=sample.dataset_id, weights="none"))
+    waiting = submit(RunConfig(dataset_id=sample.dataset_id, weights="none"))
+
+    _open(app, sample, waiting)
+
+    assert_no_exception(app)
+    assert any("2nd in the queue — another run is training" in i for i in texts(app, "info"))
+    assert any("1 training · 2 waiting" in text for text in texts(app.sidebar, "markdown"))
+
+
+def test_the_live_view_draws_curves_and_progress_from_the_metrics_file(
+    app: AppTest, sample: DatasetReport, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    run_id = _running_run(sample, queue, epochs=10)
+    write_metrics(
+        run_id,
+        [
+            batch_line(1, 8, 8),
+            epoch_line(1, 0.5),
+            batch_line(2, 8, 8),
+            epoch_line(2, 0.75),
+            batch_line(3, 4, 8),
+        ],
+    )
+
+    _open(app, sample, run_id)
+
+    assert_no_exception(app)
+    train_accuracy, val_accuracy, *_ = chart_traces(app)
+    assert train_accuracy["x"] == [1, 2]
+    assert val_accuracy["y"] == [0.5, 0.75]
+    (bar,) = app.get("progress")
+    assert bar.proto.text.startswith("Epoch 3/10 · batch 4/8 · 32 images/s · about ")
+    assert bar.proto.value == 25  # 2.5 of 10 epochs
+
+
+def test_a_two_phase_run_names_its_phase(
+    app: AppTest, sample: DatasetReport, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    run_id = _running_run(sample, queue, two_phase=True, epochs=2, fine_tune_epochs=2)
+    write_metrics(
+        run_id,
+        [epoch_line(1, 0.5, "head"), epoch_line(2, 0.6, "head"), batch_line(3, 1, 8, "fine-tune")],
+    )
+
+    _open(app, sample, run_id)
+
+    assert "Phase 2 of 2: fine-tuning the top blocks at a lower learning rate" in texts(
+        app, "caption"
+    )
+
+
+def test_stop_raises_the_stop_flag_of_a_running_run(
+    app: AppTest, sample: DatasetReport, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    run_id = _running_run(sample, queue)
+    _open(app, sample, run_id)
+
+    _button(app, "Stop").click().run()
+
+    assert_no_exception(app)
+    assert RunFiles(run_path(run_id)).stop_flag.exists()
+    assert get(run_id).stop_requested
+    assert _button(app, "Stopping…").disabled
+
+
+def test_a_failed_run_shows_its_error_in_plain_words(
+    app: AppTest, sample: DatasetReport, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    scheduler, runner = queue
+    run_id = _running_run(sample, queue)
+    message = "Training ran out of memory. Lower the batch size or the image size."
+    runner.end(run_id, "failed", error=message, error_kind="input")
+    scheduler.tick()
+
+    _open(app, sample, run_id)
+
+    assert_no_exception(app)
+    assert message in texts(app, "error")
+    assert "Resume" not in [b.label for b in app.button]
+
+
+def test_a_completed_run_shows_its_result_and_completes_the_step(
+    app: AppTest, sample: DatasetReport
+) -> None:
+    run_id = "20261123-131500-a1b2c3"
+    fabricate_run(run_id, state="completed", val_accuracies=(0.5, 0.875, 0.75), total_epochs=3)
+
+    _open(app, sample, run_id)
+
+    assert_no_exception(app)
+    (success,) = texts(app, "success")
+    assert success.startswith("Finished: best validation accuracy **87.5%** (epoch 2)")
+    assert "3 of 3 epochs · took 1 min" in success
+    assert "Train · done" in " ".join(texts(app.sidebar, "markdown"))
+
+
+def test_resume_requeues_an_interrupted_run(
+    app: AppTest, sample: DatasetReport, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    scheduler, runner = queue
+    run_id = _running_run(sample, queue)
+    runner.end(run_id)  # the worker died without a word
+    scheduler.tick()
+    assert get(run_id).state == "interrupted"
+    _open(app, sample, run_id)
+    assert any("worker process ended" in w for w in texts(app, "warning"))
+
+    _button(app, "Resume").click().run()
+
+    assert_no_exception(app)
+    assert get(run_id).state == "queued"
+    assert get(run_id).resume
+
+
+def test_a_reload_finds_the_run_in_the_url(app: AppTest, sample: DatasetReport) -> None:
+    run_id = "20261123-131500-a1b2c3"
+    fabricate_run(run_id, state="running", val_accuracies=(0.5,))
+
+    _open(app, None, run_id)
+
+    assert_no_exception(app)
+    assert app.session_state[state.RUN_ID] == run_id
+    assert len(chart_traces(app)[0]["x"]) == 1
+    assert any(f"Run {run_id} · running" in text for text in texts(app.sidebar, "markdown"))
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "20261123-131500-a1b2c3"])
+def test_a_bad_run_link_gets_a_friendly_message(
+    app: AppTest, sample: DatasetReport, bad: str
+) -> None:
+    _open(app, sample, bad)
+
+    assert_no_exception(app)
+    (warning,) = texts(app, "warning")
+    assert warning.startswith("The run named in this link cannot be opened.")
+    assert "run" not in app.query_params
+    assert "Start training" in [b.label for b in app.button]
+
+
+def test_without_a_dataset_the_page_says_where_to_choose_one(app: AppTest) -> None:
+    _open(app, None)
+
+    assert_no_exception(app)
+    assert texts(app, "info") == ["Choose a dataset first: the images your model learns from."]
+    assert [link.proto.label for link in app.get("page_link")] == ["Go to Data"]
+
+
+def test_without_a_backbone_the_page_says_where_to_choose_one(
+    app: AppTest, sample: DatasetReport
+) -> None:
+    app.query_params["dataset"] = sample.dataset_id
+    app.switch_page(PAGE)
+    app.run()
+
+    assert_no_exception(app)
+    assert texts(app, "info")[0].startswith("Choose a backbone first")
+    assert [link.proto.label for link in app.get("page_link")] == ["Go to Backbone"]
+
+
+def test_golden_path_upload_backbone_layers_start_watch_stop(
+    app: AppTest, image_zip: Callable[..., bytes], queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    scheduler, runner = queue
+    app.run()
+    app.file_uploader(key=state.UPLOADER).upload(
+        "pets.zip", image_zip({"cat": 12, "dog": 12}), "application/zip"
+    ).run()
+    app.switch_page("pages/backbone.py").run()
+    app.radio(key=state.WEIGHTS_PICKER).set_value("scratch").run()
+    seed_blocks("mobilenet_v2", app.number_input(key=state.IMAGE_SIZE_INPUT).value)
+    app.switch_page("pages/layers.py").run()
+    (table,) = app.data_editor
+    app.session_state[table.key] = {
+        "edited_rows": {0: {"Trainable": False}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    app.run()
+    app.switch_page(PAGE).run()
+
+    _button(app, "Start training").click().run()
+    (job,) = list_jobs()
+    config = read_json(RunFiles(run_path(job.run_id)).config)["config"]
+    assert config["freeze"] == "custom"
+    assert len(config["trainable_blocks"]) == 18
+    scheduler.tick()
+    write_metrics(job.run_id, [epoch_line(1, 0.5), batch_line(2, 1, 4)])
+    app.run()
+    assert len(chart_traces(app)[0]["x"]) == 1
+
+    _button(app, "Stop").click().run()
+    assert RunFiles(run_path(job.run_id)).stop_flag.exists()
+    runner.end(job.run_id, "stopped", epoch=1)
+    scheduler.tick()
+    app.run()
+
+    assert_no_exception(app)
+    assert get(job.run_id).state == "stopped"
+    assert any(text.startswith("Stopped: best validation accuracy") for text in texts(app, "info"))
+    assert "Resume" in [b.label for b in app.button]

@@ -1,0 +1,110 @@
+"""Training in a real browser with a real worker: upload, pick a model, train, watch, stop.
+
+The server starts its own scheduler, so "Start training" spawns a real worker process
+(TensorFlow included): 24 images of 32 px and MobileNetV3Small from scratch keep it to
+about a minute on two cores, most of it importing TensorFlow and compiling the model.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+#: The first paint loads the chart and image components, which takes seconds here.
+TIMEOUT_MS = 20_000
+#: From "Start training" to the first epoch's point: the worker imports TensorFlow,
+#: builds the model and trains one epoch, on two busy cores.
+FIRST_EPOCH_MS = 90_000
+#: From "Stop" to the run's final state: the current batch ends and the model is saved.
+STOP_MS = 60_000
+EPOCHS = 30
+_RUN_IN_URL = re.compile(r"[?&]run=(\d{8}-\d{6}-[0-9a-f]{6})\b")
+
+
+def _wait_until_settled(page: Page, timeout: int = TIMEOUT_MS) -> None:
+    # A click starts a script run a moment later; settled means it ran and stopped.
+    page.wait_for_timeout(300)
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout
+    )
+
+
+def _nav(page: Page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
+    _wait_until_settled(page)
+
+
+def _shapes_zip(path: Path) -> Path:
+    """3 classes × 8 images of 32 px: a red square, a green bar, a blue dot, each moved."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for label, colour, box in (
+            ("square", "red", (8, 8, 24, 24)),
+            ("bar", "green", (4, 12, 28, 20)),
+            ("dot", "blue", (12, 12, 20, 20)),
+        ):
+            for index in range(8):
+                image = Image.new("RGB", (32, 32), "white")
+                shifted = (box[0] + index % 3, box[1] + index // 3, box[2] + index % 3, box[3])
+                image.paste(colour, shifted)
+                png = io.BytesIO()
+                image.save(png, format="PNG")
+                archive.writestr(f"shapes/{label}/{index}.png", png.getvalue())
+    return path
+
+
+def _set_number(page: Page, label: str, value: int) -> None:
+    box = page.get_by_role("spinbutton", name=label)
+    box.fill(str(value))
+    box.press("Enter")
+    _wait_until_settled(page)
+
+
+@pytest.mark.e2e
+def test_a_run_starts_shows_its_first_epoch_and_stops(
+    page: Page, app_url: str, tmp_path: Path
+) -> None:
+    page.goto(app_url)
+    _wait_until_settled(page)
+    page.set_input_files("input[type=file]", _shapes_zip(tmp_path / "shapes.zip"))
+    expect(page.get_by_role("heading", name="shapes.zip")).to_be_visible(timeout=TIMEOUT_MS)
+    _wait_until_settled(page)
+
+    _nav(page, "Backbone")
+    # The smallest backbone: its first epoch (which compiles the model) is the quickest.
+    picker = page.get_by_role("combobox", name="Backbone")
+    picker.click()
+    page.get_by_role("option", name=re.compile(r"^MobileNetV3Small ")).click()
+    _wait_until_settled(page)
+    expect(picker).to_have_value(re.compile(r"^MobileNetV3Small "))
+    page.get_by_test_id("stRadioGroup").get_by_text("From scratch", exact=True).click()
+    _wait_until_settled(page)
+    _set_number(page, "Image size (pixels per side)", 32)
+
+    _nav(page, "Train")
+    # More epochs than the test waits for, so that Stop finds the run still training.
+    _set_number(page, "Epochs", EPOCHS)
+    page.get_by_role("button", name="Start training").click()
+    _wait_until_settled(page)
+    run = _RUN_IN_URL.search(page.url)
+    assert run, page.url
+    main = page.get_by_test_id("stMainBlockContainer")
+    expect(main.get_by_text(f"Run {run.group(1)}")).to_be_visible()
+
+    # The live view redraws every second; the first epoch's point lands in trace 0.
+    page.wait_for_function(
+        "() => { const g = document.querySelector('.js-plotly-plot');"
+        " return !!(g && g.data && g.data[0].x.length >= 1); }",
+        timeout=FIRST_EPOCH_MS,
+    )
+    main.get_by_role("button", name="Stop", exact=True).click()
+
+    expect(main.get_by_text(re.compile(r"^Stopped: "))).to_be_visible(timeout=STOP_MS)
+    sidebar = page.locator('[data-testid="stSidebarUserContent"]')
+    expect(sidebar.get_by_text(f"Run {run.group(1)} · stopped")).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)

@@ -1,0 +1,54 @@
+"""The training queue as the web server sees it: one scheduler per server process.
+
+The scheduler (`tl_core.jobs.Scheduler`) ticks in a background thread: it starts queued
+runs in worker subprocesses and settles the ones that ended. Pages never train; they
+call `tl_core.jobs` (``submit``, ``request_stop``, ``resume``) and read run files. A
+second server on the same ``TL_HOME`` gets a passive scheduler that takes over when the
+first one goes (the lock in ``TL_HOME/scheduler.lock``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from tl_core.jobs import Scheduler, list_jobs
+
+#: Seconds between scheduler ticks: how soon a queued run starts and an ended one settles.
+TICK_SECONDS = 1.0
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda scheduler: scheduler.stop())
+def scheduler() -> Scheduler:
+    """Return this server's scheduler, started on first use (``app.py`` calls it).
+
+    Clearing Streamlit's resource cache stops it (running workers carry on), so that a
+    new one can take over the lock.
+    """
+    running = Scheduler()
+    running.start_background(interval=TICK_SECONDS)
+    return running
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    """How many runs are training now and how many wait."""
+
+    running: int
+    queued: int
+
+    def describe(self) -> str:
+        """``"1 training · 2 waiting"``, or ``"No run training"``."""
+        if not self.running and not self.queued:
+            return "No run training"
+        parts = [f"{self.running} training"] if self.running else []
+        if self.queued:
+            parts.append(f"{self.queued} waiting")
+        return " · ".join(parts)
+
+
+def queue_summary() -> QueueSummary:
+    """Count the running and queued jobs. Raises `JobError` when the queue is unreadable."""
+    states = [job.state for job in list_jobs()]
+    return QueueSummary(running=states.count("running"), queued=states.count("queued"))

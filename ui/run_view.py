@@ -1,0 +1,258 @@
+"""One run, live: its state, progress, curves, result, and the Stop and Resume buttons.
+
+Everything shown is read from the run directory (`tl_core.runs`) and the queue
+(`tl_core.jobs`); the worker writes, this module only reads. While the run is queued or
+running, the view is an ``st.fragment`` that redraws itself every `POLL_SECONDS`; when the
+run's state changes it reruns the whole app once (so the sidebar and the buttons follow),
+and a run in a final state is drawn once, without polling.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from tl_core import TLError
+from tl_core.jobs import list_jobs, queue_position, request_stop, resume
+from tl_core.plots import training_curves_figure
+from tl_core.progress import describe_duration, training_progress
+from tl_core.runs import (
+    ACTIVE_STATES,
+    RunFiles,
+    RunStatus,
+    RunSummary,
+    read_json,
+    read_metrics,
+    read_status,
+    run_path,
+    summarize_run,
+)
+from ui import state
+from ui.errors import user_errors
+from ui.text import escape_markdown
+
+#: Seconds between redraws of a queued or running run.
+POLL_SECONDS = 1.0
+#: States from which the Resume button continues the run from its last checkpoint.
+RESUMABLE_STATES = frozenset({"stopped", "interrupted"})
+
+STATE_COLORS = {
+    "queued": "gray",
+    "running": "blue",
+    "completed": "green",
+    "stopped": "orange",
+    "interrupted": "orange",
+    "failed": "red",
+}
+_PHASE_LABELS = {
+    "head": "Phase 1 of 2: training the new head, backbone frozen",
+    "fine-tune": "Phase 2 of 2: fine-tuning the top blocks at a lower learning rate",
+}
+
+
+def sync_run_with_url() -> None:
+    """Keep the shown run and ``?run=`` in step; call before reading `state.run_id`.
+
+    A fresh session (a reload, a shared link) takes its run from the URL. An id there
+    that is malformed or names no run gets a friendly warning and is dropped. Within a
+    session, the session's run wins and is written back into the URL.
+    """
+    chosen = state.run_id()
+    asked = state.run_param()
+    if chosen is not None:
+        if asked != chosen:
+            state.set_run_id(chosen)
+        return
+    if asked is None:
+        return
+    try:
+        summarize_run(asked)
+    except TLError as exc:
+        state.clear_run_id()
+        st.warning(
+            "The run named in this link cannot be opened. " + escape_markdown(str(exc)),
+            icon=":material/link_off:",
+        )
+        return
+    state.set_run_id(asked)
+
+
+def shown_run_status() -> RunStatus | None:
+    """The ``status.json`` of the session's run; ``None`` without a run or a status."""
+    run_id = state.run_id()
+    if run_id is None:
+        return None
+    try:
+        return read_status(run_path(run_id))
+    except TLError:
+        return None
+
+
+def train_step_done() -> bool:
+    """Whether the session's run has completed: the wizard's Train step is done."""
+    status = shown_run_status()
+    return status is not None and status.state == "completed"
+
+
+def render_run(run_id: str) -> None:
+    """Draw the run `run_id`, live while it is queued or running.
+
+    Raises `TLError` when the id is malformed or names no run.
+    """
+    summary = summarize_run(run_id)
+    poll = POLL_SECONDS if summary.state in ACTIVE_STATES else None
+    st.fragment(_live_run, run_every=poll)(run_id, summary.state)
+
+
+def _live_run(run_id: str, drawn_state: str) -> None:
+    """The fragment's body: redrawn from disk on every tick (cheap for a finished run)."""
+    with user_errors():
+        summary = summarize_run(run_id)
+        if summary.state != drawn_state:
+            # Queued → running → final: the buttons, the polling and the sidebar change.
+            st.rerun()
+        root = run_path(run_id)
+        name_col, state_col, action_col = st.columns([6, 1, 1], vertical_alignment="center")
+        name_col.markdown(f"**Run {summary.run_id}** · {escape_markdown(describe_model(summary))}")
+        with state_col:
+            st.badge(summary.state, color=STATE_COLORS.get(summary.state, "gray"))
+        with action_col:
+            _render_action(run_id, summary.state, stopping=RunFiles(root).stop_flag.exists())
+        status = read_status(root) or RunStatus(state=summary.state)
+        epochs, last_batch = read_metrics(root)
+        if summary.state == "queued":
+            _render_queue(run_id)
+        elif summary.state == "running":
+            _render_progress(root, status, epochs, last_batch)
+        else:
+            _render_result(summary)
+        st.plotly_chart(
+            training_curves_figure(epochs, summary.total_epochs or None),
+            key=f"training_curves_{run_id}",
+            config={"displayModeBar": False},
+        )
+        if not epochs and summary.state in ACTIVE_STATES:
+            st.caption("The curves get their first points when epoch 1 ends.")
+
+
+def _render_action(run_id: str, run_state: str, *, stopping: bool) -> None:
+    """Stop for a queued or running run, Resume for a stopped or interrupted one."""
+    if run_state in ACTIVE_STATES:
+        clicked = st.button(
+            "Stopping…" if stopping else "Stop",
+            key=f"stop_{run_id}",
+            icon=":material/stop:",
+            disabled=stopping,
+            width="stretch",
+            help="Stops after the current batch and keeps the last finished epoch.",
+        )
+        if clicked:
+            with user_errors():
+                request_stop(run_id)
+                st.rerun()
+    elif run_state in RESUMABLE_STATES and st.button(
+        "Resume",
+        key=f"resume_{run_id}",
+        icon=":material/play_arrow:",
+        width="stretch",
+        help="Queues the run again; it continues from its last checkpoint.",
+    ):
+        with user_errors():
+            resume(run_id)
+            st.rerun()
+
+
+def describe_model(summary: RunSummary) -> str:
+    """``"mobilenet_v2 · from scratch · 64 px · 19/19 blocks trainable"``."""
+    weights = {"imagenet": "ImageNet weights", "none": "from scratch"}.get(
+        summary.weights or "", "weights from a file"
+    )
+    parts = [summary.backbone or "unknown backbone", weights]
+    if summary.image_size:
+        parts.append(f"{summary.image_size} px")
+    if summary.freeze_summary:
+        parts.append(summary.freeze_summary)
+    return " · ".join(parts)
+
+
+def _render_queue(run_id: str) -> None:
+    position = queue_position(run_id)
+    training = sum(job.state == "running" for job in list_jobs())
+    if position is None:
+        st.info("Waiting for the scheduler…", icon=":material/hourglass_empty:")
+    elif training:
+        st.info(
+            f"{ordinal(position)} in the queue — another run is training. It starts on its "
+            "own when a slot is free; you can leave this page.",
+            icon=":material/hourglass_empty:",
+        )
+    else:
+        st.info("Starting in a moment…", icon=":material/hourglass_empty:")
+
+
+def ordinal(number: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, …, ``11th``, ``21st``."""
+    if 10 <= number % 100 <= 20:
+        suffix = "th"
+    else:
+        suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+def _render_progress(
+    root: Path, status: RunStatus, epochs: list[dict[str, Any]], last_batch: dict[str, Any] | None
+) -> None:
+    config = (read_json(RunFiles(root).config) or {}).get("config") or {}
+    progress = training_progress(
+        last_batch, epochs, status.total_epochs, batch_size=config.get("batch_size")
+    )
+    if progress is None:
+        st.progress(
+            0.0,
+            text="Preparing: the worker loads TensorFlow and builds the model "
+            "(10–30 s on a CPU)…",
+        )
+        return
+    st.progress(progress.fraction, text=progress.label)
+    phase = _PHASE_LABELS.get(progress.phase)
+    if phase:
+        st.caption(phase)
+    if status.note:
+        st.caption(escape_markdown(status.note))
+
+
+def _render_result(summary: RunSummary) -> None:
+    facts = [f"{summary.epochs_done} of {summary.total_epochs} epochs"]
+    if summary.best_val_accuracy is not None:
+        facts.insert(
+            0,
+            f"best validation accuracy **{summary.best_val_accuracy:.1%}** "
+            f"(epoch {summary.best_epoch})",
+        )
+    duration = summary.duration()
+    if duration is not None:
+        facts.append(f"took {describe_duration(duration)}")
+    line = " · ".join(facts)
+    if summary.state == "completed":
+        st.success(f"Finished: {line}.", icon=":material/check_circle:")
+    elif summary.state == "stopped":
+        st.info(
+            f"Stopped: {line}. Resume continues from the last finished epoch.",
+            icon=":material/stop_circle:",
+        )
+    elif summary.state == "interrupted":
+        st.warning(
+            escape_markdown(summary.error or "The worker ended before the run finished."),
+            icon=":material/warning:",
+        )
+        st.caption(line)
+    else:
+        st.error(
+            escape_markdown(summary.error or "Training failed; the run's log.txt says why."),
+            icon=":material/error:",
+        )
+        st.caption(line)
+    if summary.note:
+        st.caption(escape_markdown(summary.note))

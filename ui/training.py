@@ -1,0 +1,407 @@
+"""The Train page's form: how to train, with defaults that suit a first run, and Start.
+
+Each field is a `RunConfig` field. Its widget mirrors the value kept in session state
+(`ui.state.train_setting`) and copies a change back in ``on_change``, so the form keeps
+its values across visits to other pages. Unset fields show `default_settings`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from tl_core import DatasetReport, ImageRecord
+from tl_core.augment import CONTRAST_FACTOR, ROTATION_FACTOR, ZOOM_FACTOR, augment_preview
+from tl_core.config import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, RunConfig
+from tl_core.jobs import submit
+from ui import state
+from ui.layers_view import current_device
+
+#: Learning rates offered (a log scale; both defaults are among them).
+LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 0.1)
+#: Default learning rate with pretrained weights (Adam's usual) and from scratch, where
+#: a little more moves random weights along faster on a small dataset.
+PRETRAINED_LEARNING_RATE = 1e-3
+SCRATCH_LEARNING_RATE = 2e-3
+BATCH_SIZES = (4, 8, 16, 32, 64, 128, 256)
+#: Phase-two learning rate as a share of phase one's.
+FINE_TUNE_LR_FACTORS = (0.01, 0.03, 0.1, 0.3, 1.0)
+#: Source images in the augmentation preview (one per class), and draws of each.
+PREVIEW_IMAGES = 3
+PREVIEW_DRAWS = 2
+PREVIEW_TILE_PX = 84
+
+OPTIMIZER_LABELS = {"adam": "Adam", "sgd": "SGD (momentum 0.9)"}
+SCHEDULE_LABELS = {
+    "constant": "Constant",
+    "cosine": "Cosine decay",
+    "plateau": "Halve on plateau",
+}
+_SCHEDULE_HELP = (
+    "Constant: the same rate throughout. Cosine decay: glides down to zero by the last "
+    "epoch, often a little better at the end. Halve on plateau: halves the rate when the "
+    "validation loss has not improved for 2 epochs."
+)
+AUGMENTATION_LABELS = {
+    "flip": "Flip left–right",
+    "rotation": f"Rotate ±{ROTATION_FACTOR * 360:.0f}°",
+    "zoom": f"Zoom ±{ZOOM_FACTOR:.0%}",
+    "contrast": f"Contrast ±{CONTRAST_FACTOR:.0%}",
+}
+_RUN_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(RunConfig)}
+
+
+def default_settings(choice: state.ModelChoice) -> dict[str, Any]:
+    """Return the form's defaults: `RunConfig`'s, with the learning rate for the weights.
+
+    Example:
+        >>> default_settings(choice)["learning_rate"]  # doctest: +SKIP
+        0.002
+    """
+    defaults = {name: _RUN_DEFAULTS[name] for name in state.TRAIN_FIELDS}
+    defaults["learning_rate"] = (
+        PRETRAINED_LEARNING_RATE if choice.pretrained else SCRATCH_LEARNING_RATE
+    )
+    return defaults
+
+
+def current_settings(choice: state.ModelChoice) -> dict[str, Any]:
+    """Return the form's values: what the user chose, defaults for the rest.
+
+    Two phases need pretrained weights (a frozen random backbone passes almost nothing
+    to the head), so they are off from scratch whatever was chosen earlier.
+    """
+    settings = default_settings(choice)
+    for name in state.TRAIN_FIELDS:
+        value = state.train_setting(name)
+        if value is not None:
+            settings[name] = value
+    if not choice.pretrained:
+        settings["two_phase"] = False
+    if current_device().kind != "gpu":
+        settings["mixed_precision"] = False
+    return settings
+
+
+def start_training(dataset_id: str, settings: Mapping[str, Any]) -> str:
+    """Queue a run of the session's model choices with `settings`; show it in the session.
+
+    Returns the new run id. Raises `TLError` (`ConfigError` for invalid settings) and
+    leaves the session as it was.
+    """
+    config = RunConfig(**state.run_config_draft(dataset_id), **settings)
+    run_id = submit(config)
+    state.set_run_id(run_id)
+    return run_id
+
+
+def render_form(
+    choice: state.ModelChoice, report: DatasetReport, block_count: int | None
+) -> dict[str, Any]:
+    """Draw the settings and return them (`current_settings` after this run's changes).
+
+    Args:
+        choice: the session's model choices.
+        report: the chosen dataset (its images feed the augmentation preview).
+        block_count: blocks of the backbone, when known (caps the fine-tune blocks).
+    """
+    settings = current_settings(choice)
+    schedule_col, recipe_col, augment_col = st.columns(3, gap="medium")
+    with schedule_col.container(border=True, height="stretch"):
+        st.markdown(":material/speed: **How long, how fast**")
+        _render_optimisation(settings, choice)
+    with recipe_col.container(border=True, height="stretch"):
+        st.markdown(":material/route: **Recipe**")
+        _render_recipe(settings, choice, block_count)
+    with augment_col.container(border=True, height="stretch"):
+        st.markdown(":material/auto_awesome: **Augmentation** (training images only)")
+        _render_augmentation(settings, report, choice.image_size)
+    with st.container(border=True):
+        st.markdown(":material/tune: **Fine points**")
+        _render_more(settings, report)
+    return current_settings(choice)
+
+
+def _field(name: str, widget: Callable[..., Any], label: str, value: Any, **options: Any) -> Any:
+    """Draw `widget` for the field `name` showing `value`; a change is stored in state."""
+    key = state.train_widget_key(name)
+    st.session_state[key] = value
+    return widget(label, key=key, on_change=_store_field, args=(name,), **options)
+
+
+def _store_field(name: str) -> None:
+    state.set_train_setting(name, st.session_state[state.train_widget_key(name)])
+
+
+def _nearest(options: Sequence[float], value: float) -> float:
+    return min(options, key=lambda option: abs(np.log(option) - np.log(value)))
+
+
+def _render_optimisation(settings: dict[str, Any], choice: state.ModelChoice) -> None:
+    _field(
+        "epochs",
+        st.number_input,
+        "Epochs",
+        settings["epochs"],
+        min_value=1,
+        max_value=1000,
+        step=1,
+        help="Passes over the training images. The sample needs about 10.",
+    )
+    _field(
+        "batch_size",
+        st.select_slider,
+        "Batch size",
+        min(BATCH_SIZES, key=lambda size: abs(size - settings["batch_size"])),
+        options=BATCH_SIZES,
+        help="Images per training step. Larger batches are faster per image and use more "
+        "memory; on a CPU, 32 is a good start.",
+    )
+    _field(
+        "optimizer",
+        st.radio,
+        "Optimizer",
+        settings["optimizer"],
+        options=OPTIMIZERS,
+        format_func=OPTIMIZER_LABELS.__getitem__,
+        horizontal=True,
+    )
+    _field(
+        "learning_rate",
+        st.select_slider,
+        "Learning rate",
+        _nearest(LEARNING_RATES, settings["learning_rate"]),
+        options=LEARNING_RATES,
+        format_func=lambda rate: f"{rate:g}",
+        help=f"How big each step is. Suggested: {PRETRAINED_LEARNING_RATE:g} with pretrained "
+        f"weights, {SCRATCH_LEARNING_RATE:g} from scratch. Too high and the loss jumps "
+        "around; too low and nothing moves.",
+    )
+    if state.train_setting("learning_rate") is None:
+        weights = "pretrained weights" if choice.pretrained else "training from scratch"
+        st.caption(f"Suggested for {weights}.")
+    _field(
+        "schedule",
+        st.radio,
+        "Learning-rate schedule",
+        settings["schedule"],
+        options=SCHEDULES,
+        format_func=SCHEDULE_LABELS.__getitem__,
+        horizontal=True,
+        help=_SCHEDULE_HELP,
+    )
+
+
+def _render_recipe(
+    settings: dict[str, Any], choice: state.ModelChoice, block_count: int | None
+) -> None:
+    _field(
+        "two_phase",
+        st.toggle,
+        "Two phases: head first, then fine-tune",
+        settings["two_phase"],
+        disabled=not choice.pretrained,
+        help="The classic recipe: train the new head with the backbone frozen, then "
+        "unfreeze the top blocks and go on at a lower learning rate. It replaces the "
+        "Layers plan for this run.",
+    )
+    if not choice.pretrained:
+        st.caption("Needs pretrained weights: from scratch every block trains at once.")
+    if settings["two_phase"]:
+        epochs_col, blocks_col = st.columns(2)
+        with epochs_col:
+            _field(
+                "fine_tune_epochs",
+                st.number_input,
+                "Fine-tune epochs",
+                settings["fine_tune_epochs"],
+                min_value=1,
+                max_value=1000,
+            )
+        with blocks_col:
+            _field(
+                "fine_tune_blocks",
+                st.number_input,
+                "Blocks to unfreeze",
+                min(settings["fine_tune_blocks"], block_count or 1000),
+                min_value=1,
+                max_value=block_count or 1000,
+                help="Counted from the top (output side) of the backbone.",
+            )
+        _field(
+            "fine_tune_lr_factor",
+            st.select_slider,
+            "Fine-tune learning rate (× the first phase's)",
+            _nearest(FINE_TUNE_LR_FACTORS, settings["fine_tune_lr_factor"]),
+            options=FINE_TUNE_LR_FACTORS,
+            format_func=lambda factor: f"{factor:g}×",
+        )
+        st.caption(
+            f"Phase 1: {settings['epochs']} epochs at {settings['learning_rate']:g}. "
+            f"Phase 2: {settings['fine_tune_epochs']} epochs at "
+            f"{settings['learning_rate'] * settings['fine_tune_lr_factor']:g}."
+        )
+    _field(
+        "early_stopping",
+        st.toggle,
+        "Stop early when validation loss stops improving",
+        settings["early_stopping"],
+        help="Saves time and avoids overfitting when more epochs no longer help.",
+    )
+    if settings["early_stopping"]:
+        _field(
+            "patience",
+            st.number_input,
+            "Patience (epochs without improvement)",
+            settings["patience"],
+            min_value=1,
+            max_value=100,
+        )
+        _field(
+            "restore_best",
+            st.checkbox,
+            "Keep the weights of the best epoch",
+            settings["restore_best"],
+        )
+
+
+def _render_augmentation(
+    settings: dict[str, Any], report: DatasetReport, image_size: int
+) -> None:
+    chosen = tuple(settings["augmentation"])
+    columns = st.columns(2)
+    for index, name in enumerate(AUGMENTATIONS):
+        key = _augmentation_key(name)
+        st.session_state[key] = name in chosen
+        columns[index % 2].checkbox(
+            AUGMENTATION_LABELS[name], key=key, on_change=_store_augmentation
+        )
+    if not chosen:
+        st.caption("No augmentation: the model sees every training image as it is.")
+        return
+    records = _preview_records(report)
+    if report.root is None or not records:
+        return
+    draw = state.augment_preview_draw()
+    tiles = _preview_tiles(
+        tuple(str(report.root / record.path) for record in records),
+        chosen,
+        draw,
+        min(image_size, 160),
+    )
+    for record, row in zip(records, _rows(tiles, PREVIEW_DRAWS + 1), strict=True):
+        st.image(
+            row,
+            width=PREVIEW_TILE_PX,
+            caption=[record.label] + ["preview"] * PREVIEW_DRAWS,
+        )
+    st.caption(
+        f"Preview at {image_size} px: an approximation drawn here; training draws its own "
+        "random variations each epoch."
+    )
+    st.button("New samples", icon=":material/casino:", on_click=state.next_augment_preview_draw)
+
+
+def _augmentation_key(name: str) -> str:
+    return f"{state.train_widget_key('augmentation')}_{name}"
+
+
+def _store_augmentation() -> None:
+    chosen = tuple(name for name in AUGMENTATIONS if st.session_state.get(_augmentation_key(name)))
+    state.set_train_setting("augmentation", chosen)
+
+
+def _preview_records(report: DatasetReport) -> list[ImageRecord]:
+    """The first training image of each of the first `PREVIEW_IMAGES` classes."""
+    first: dict[str, ImageRecord] = {}
+    for record in report.images:
+        if record.split not in ("val", "test") and record.label not in first:
+            first[record.label] = record
+    return [first[name] for name in sorted(first)[:PREVIEW_IMAGES]]
+
+
+def _rows(items: list[bytes], width: int) -> list[list[bytes]]:
+    return [items[start : start + width] for start in range(0, len(items), width)]
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _preview_tiles(
+    paths: tuple[str, ...], names: tuple[str, ...], draw: int, size: int
+) -> list[bytes]:
+    """For each image: itself at `size` px, then `PREVIEW_DRAWS` augmented versions (PNG)."""
+    tiles = []
+    for index, path in enumerate(paths):
+        with Image.open(path) as image:
+            source = image.convert("RGB")
+        rng = np.random.default_rng([draw, index])
+        versions = [source.resize((size, size), Image.Resampling.BILINEAR)]
+        versions += [augment_preview(source, names, rng, size=size) for _ in range(PREVIEW_DRAWS)]
+        for version in versions:
+            out = io.BytesIO()
+            version.save(out, format="PNG")
+            tiles.append(out.getvalue())
+    return tiles
+
+
+def _render_more(settings: dict[str, Any], report: DatasetReport) -> None:
+    smoothing_col, dropout_col, validation_col, seed_col = st.columns(4, gap="medium")
+    with smoothing_col:
+        _field(
+            "label_smoothing",
+            st.slider,
+            "Label smoothing",
+            float(settings["label_smoothing"]),
+            min_value=0.0,
+            max_value=0.3,
+            step=0.05,
+            help="Aims a little below 100% certainty; can help with noisy labels.",
+        )
+    with dropout_col:
+        _field(
+            "dropout",
+            st.slider,
+            "Dropout before the head",
+            float(settings["dropout"]),
+            min_value=0.0,
+            max_value=0.7,
+            step=0.05,
+        )
+    with validation_col:
+        if report.split is not None and "val" in report.split:
+            st.caption(
+                f"Validation: the archive's own val/ folder ({report.split['val']:,} images)."
+            )
+        else:
+            _field(
+                "val_fraction",
+                st.slider,
+                "Validation share",
+                float(settings["val_fraction"]),
+                min_value=0.05,
+                max_value=0.5,
+                step=0.05,
+                help="Images of each class held out to measure accuracy on unseen images.",
+            )
+    with seed_col:
+        _field(
+            "seed",
+            st.number_input,
+            "Seed",
+            settings["seed"],
+            min_value=0,
+            max_value=2**31 - 1,
+            help="The same seed gives the same split, shuffling and augmentation.",
+        )
+    if current_device().kind == "gpu":
+        _field(
+            "mixed_precision",
+            st.toggle,
+            "Mixed precision (float16 on the GPU: faster, less memory)",
+            settings["mixed_precision"],
+        )
