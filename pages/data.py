@@ -7,7 +7,7 @@ look at at once), an uploaded zip, or a dataset stored earlier on this server.
 import streamlit as st
 
 from tl_core import IngestLimits, list_datasets
-from ui import dataset_view, datasets, shell, state
+from ui import dataset_view, datasets, shell, state, wizard
 from ui.errors import user_errors
 
 shell.ensure_app()
@@ -46,3 +46,4 @@ with user_errors():
 if report is not None:
     st.divider()
     dataset_view.render_report(report)
+    wizard.next_step_link("pages/data.py")
