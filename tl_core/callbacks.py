@@ -427,6 +427,9 @@ class Checkpoint(keras.callbacks.Callback):
 
     Files are versioned by epoch and ``last.json`` is written last and atomically: it is
     the commit point, so a process killed at any moment leaves a consistent checkpoint.
+    The weights are those of `weights_of` (default: the model being fitted), so a phase
+    that fits only the head still checkpoints the whole classifier; the optimizer state
+    is the fitted model's.
     """
 
     def __init__(
@@ -434,11 +437,14 @@ class Checkpoint(keras.callbacks.Callback):
         files: RunFiles,
         progress: RunProgress,
         extra_state: Callable[[], dict[str, Any]] = dict,
+        *,
+        weights_of: keras.Model | None = None,
     ) -> None:
         super().__init__()
         self.files = files
         self.progress = progress
         self.extra_state = extra_state
+        self.weights_of = weights_of
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Write ``epoch-NNNN.weights.h5``, ``epoch-NNNN.optimizer.npz``, then ``last.json``."""
@@ -447,7 +453,7 @@ class Checkpoint(keras.callbacks.Callback):
         folder = self.files.checkpoints
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"epoch-{epoch + 1:04d}"
-        self.model.save_weights(folder / f"{stem}.weights.h5")
+        (self.weights_of or self.model).save_weights(folder / f"{stem}.weights.h5")
         optimizer_state = {
             f"v{i}": keras.ops.convert_to_numpy(v)
             for i, v in enumerate(self.model.optimizer.variables)

@@ -22,6 +22,12 @@ from tl_core.errors import TLError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
+#: Commands that need TensorFlow; it is imported up front, with its start-up chatter
+#: kept off stderr (`tl_core.device.quiet_tensorflow`).
+_TENSORFLOW_COMMANDS = frozenset(
+    {"blocks", "train", "resume", "worker", "predict", "evaluate", "export"}
+)
+
 log = logging.getLogger("tl_core.cli")
 
 
@@ -138,6 +144,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing,
         val_fraction=args.val_fraction,
         mixed_precision=args.mixed_precision,
+        fast=args.fast,
         **_freeze_options(args),
     )
     files = prepare_run(Path(args.out), config)
@@ -329,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-fraction", type=float, default=0.2)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--mixed-precision", action="store_true", help="float16 on a GPU")
+    train.add_argument(
+        "--fast",
+        action="store_true",
+        help="train the head on cached backbone features where the backbone is frozen",
+    )
     train.add_argument("--out", required=True, help="run folder to create")
     train.add_argument("--json", action="store_true", help="print one JSON document")
     train.set_defaults(handler=_cmd_train)
@@ -381,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (0 ok, 1 internal failure, 2 bad input)."""
     try:
         args = build_parser().parse_args(argv)
+        if args.command in _TENSORFLOW_COMMANDS:
+            from tl_core.device import quiet_tensorflow
+
+            quiet_tensorflow()
         return args.handler(args)
     except _UsageError as exc:
         sys.stderr.write(f"error: {exc}\n")

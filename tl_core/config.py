@@ -81,6 +81,9 @@ class RunConfig:
             no ``val/`` folder (default 0.2).
         seed: seeds the split, the shuffling, augmentation and initialisation.
         mixed_precision: float16 compute on a GPU (ignored on CPU, recorded in run.json).
+        fast: in phases where only the head trains (feature extraction, the head phase of
+            two-phase), compute the frozen backbone's features once (cached on disk) and
+            train the head on them; augmentation does not apply in those phases.
 
     Example:
         >>> cfg = RunConfig(dataset_id="0123456789ab", backbone="mobilenet_v2", epochs=3)
@@ -114,6 +117,7 @@ class RunConfig:
     val_fraction: float = 0.2
     seed: int = 0
     mixed_precision: bool = False
+    fast: bool = False
 
     def __post_init__(self) -> None:
         # Tuples may arrive as lists from JSON or the UI; store them as tuples.
@@ -169,7 +173,15 @@ class RunConfig:
             "at least one block name when freeze='custom'",
             v.trainable_blocks,
         )
-        for name in ("train_bn", "two_phase", "early_stopping", "restore_best", "mixed_precision"):
+        bools = (
+            "train_bn",
+            "two_phase",
+            "early_stopping",
+            "restore_best",
+            "mixed_precision",
+            "fast",
+        )
+        for name in bools:
             _expect(isinstance(getattr(v, name), bool), name, "True or False", getattr(v, name))
         _expect(
             _is_int(v.epochs) and 1 <= v.epochs <= 1000,

@@ -8,13 +8,24 @@ view, with memory growth switched on) and `distribution_strategy`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DeviceInfo", "distribution_strategy", "probe_devices", "worker_devices"]
+__all__ = [
+    "DeviceInfo",
+    "distribution_strategy",
+    "probe_devices",
+    "quiet_tensorflow",
+    "worker_devices",
+]
+
+log = logging.getLogger("tl_core.device")
 
 #: Set to N >= 2 to split the CPU into N logical devices and train with MirroredStrategy
 #: across them (used by tests and demos of multi-device training on a laptop).
@@ -130,3 +141,42 @@ def distribution_strategy(device: DeviceInfo) -> tuple[Any, str]:
         names = [f"/cpu:{i}" for i in range(logical)]
         return tf.distribute.MirroredStrategy(names), "mirrored"
     return tf.distribute.get_strategy(), "default"
+
+
+def quiet_tensorflow() -> Any:
+    """Import TensorFlow and find its devices with its start-up chatter kept off stderr.
+
+    TensorFlow 2.21 writes several ``I0000 …`` lines (oneDNN, CUDA drivers, CPU features)
+    to file descriptor 2 before its logging is configured; no environment variable stops
+    them, and they would bury the CLI's one-line ``error:`` messages. They are captured
+    and logged at debug level; if the import itself fails, they are written back to stderr
+    before the error propagates.
+
+    Returns:
+        The ``tensorflow`` module.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        failed = False
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", errors="replace")
+            if failed:
+                sys.stderr.write(text)
+            elif text.strip():
+                log.debug("TensorFlow start-up messages:\n%s", text)
+    return tf

@@ -36,7 +36,10 @@ __all__ = [
     "batch_norm_layers",
     "build_classifier",
     "compile_classifier",
+    "compile_model",
+    "head_model",
     "plan_trainable_blocks",
+    "pooled_features_model",
     "preprocessing_layer",
     "uses_one_hot_labels",
 ]
@@ -347,6 +350,11 @@ def compile_classifier(
     *,
     learning_rate: float | Any,
 ) -> None:
+    """Compile the classifier with the config's optimizer and loss (see `compile_model`)."""
+    compile_model(classifier.model, config, learning_rate=learning_rate)
+
+
+def compile_model(model: keras.Model, config: RunConfig, *, learning_rate: float | Any) -> None:
     """Compile with the config's optimizer and loss; built-in objects only, so saved models
     load in plain Keras.
 
@@ -354,7 +362,7 @@ def compile_classifier(
     smoothing). The metric is always named ``accuracy``.
 
     Args:
-        classifier: the classifier, after `apply_freeze_plan`.
+        model: the classifier, after `apply_freeze_plan`, or its `head_model`.
         config: supplies ``optimizer`` and ``label_smoothing``.
         learning_rate: a float or a Keras learning-rate schedule.
     """
@@ -370,4 +378,28 @@ def compile_classifier(
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    classifier.model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
+
+
+def pooled_features_model(classifier: Classifier) -> keras.Model:
+    """Raw pixels → the pooled backbone features the head reads (no augmentation)."""
+    import keras
+
+    pool = classifier.model.get_layer("pool")
+    return keras.Model(classifier.features.input, pool(classifier.features.output))
+
+
+def head_model(classifier: Classifier, feature_size: int) -> keras.Model:
+    """Pooled features → probabilities, sharing the classifier's dropout and head layers.
+
+    Training it trains the classifier's head: with a frozen backbone, that is the whole
+    training, on features computed once (`tl_core.cache`).
+    """
+    import keras
+
+    features = keras.Input((feature_size,), name="pooled_features")
+    x = features
+    if any(layer.name == "dropout" for layer in classifier.model.layers):
+        x = classifier.model.get_layer("dropout")(x)
+    outputs = classifier.model.get_layer("head")(x)
+    return keras.Model(features, outputs, name=f"{classifier.spec.id}_head")

@@ -43,13 +43,18 @@ log = logging.getLogger("tl_core.train")
 
 @dataclass(frozen=True)
 class Phase:
-    """One phase of a run: which blocks train, for how many epochs, at which rate."""
+    """One phase of a run: which blocks train, for how many epochs, at which rate.
+
+    ``cached``: only the head trains and the run is ``fast``, so the head trains on
+    backbone features computed once (`tl_core.cache`).
+    """
 
     name: str
     index: int
     epochs: int
     trainable: tuple[str, ...]
     learning_rate: float
+    cached: bool = False
 
 
 def plan_phases(config: RunConfig, block_names: list[str]) -> list[Phase]:
@@ -66,7 +71,7 @@ def plan_phases(config: RunConfig, block_names: list[str]) -> list[Phase]:
     if config.two_phase:
         top = plan_trainable_blocks(block_names, "fine-tune", unfreeze_last=config.fine_tune_blocks)
         return [
-            Phase("head", 0, config.epochs, (), config.learning_rate),
+            Phase("head", 0, config.epochs, (), config.learning_rate, cached=config.fast),
             Phase(
                 "fine-tune",
                 1,
@@ -81,7 +86,8 @@ def plan_phases(config: RunConfig, block_names: list[str]) -> list[Phase]:
         unfreeze_last=config.unfreeze_last,
         trainable_blocks=config.trainable_blocks,
     )
-    return [Phase("train", 0, config.epochs, trainable, config.learning_rate)]
+    cached = config.fast and not trainable
+    return [Phase("train", 0, config.epochs, trainable, config.learning_rate, cached=cached)]
 
 
 def prepare_run(run_dir: Path, config: RunConfig, *, run_id: str | None = None) -> RunFiles:
@@ -379,7 +385,7 @@ class _Trainer:
         from tl_core.model import (
             apply_freeze_plan,
             batch_norm_layers,
-            compile_classifier,
+            compile_model,
             uses_one_hot_labels,
         )
 
@@ -396,14 +402,20 @@ class _Trainer:
             "batch_size": batch_size,
             "one_hot": one_hot,
         }
-        train = make_batches(
-            report,
-            train_records,
-            shuffle_epochs=(epoch, stop_epoch),
-            seed=config.seed,
-            **common,
-        )
-        val = make_batches(report, val_records, **common)
+        if phase.cached:
+            fit_model, train, val = self._cached_head(
+                classifier, report, train_records, val_records, (epoch, stop_epoch), common
+            )
+        else:
+            fit_model = classifier.model
+            train = make_batches(
+                report,
+                train_records,
+                shuffle_epochs=(epoch, stop_epoch),
+                seed=config.seed,
+                **common,
+            )
+            val = make_batches(report, val_records, **common)
         with strategy.scope():
             summary = apply_freeze_plan(
                 classifier,
@@ -411,9 +423,9 @@ class _Trainer:
                 pretrained=not config.from_scratch,
                 train_bn=config.train_bn,
             )
-            compile_classifier(classifier, config, learning_rate=self._rate(phase, steps))
+            compile_model(fit_model, config, learning_rate=self._rate(phase, steps))
             if restore is not None:
-                self._restore_optimizer(classifier, restore)
+                self._restore_optimizer(fit_model, restore)
         log.info(
             "phase %s: epochs %d-%d, trainable blocks %s, %d trainable params",
             phase.name,
@@ -468,12 +480,12 @@ class _Trainer:
         callbacks += [
             MetricsStream(files.metrics, progress, batches=steps, batch_size=batch_size),
             DriftTracker(files, block_variables(classifier.backbone, classifier.blocks), progress),
-            Checkpoint(files, progress, extra_state),
+            Checkpoint(files, progress, extra_state, weights_of=classifier.model),
             StopFlag(files.stop_flag, progress),
             keras.callbacks.TensorBoard(str(files.tensorboard), write_graph=False),
             StatusUpdater(files, progress),
         ]
-        history = classifier.model.fit(
+        history = fit_model.fit(
             train,
             epochs=stop_epoch,
             initial_epoch=epoch,
@@ -486,11 +498,17 @@ class _Trainer:
         reached = epoch + len(history.epoch) - (1 if progress.stop_requested else 0)
         if progress.early_stopped:
             log.info("phase %s stopped early after epoch %d", phase.name, reached)
-            self._mark_phase_done(classifier, progress, reached, phase_start, early)
+            self._mark_phase_done(classifier, fit_model, progress, reached, phase_start, early)
         return reached, progress.stop_requested
 
     def _mark_phase_done(
-        self, classifier: Any, progress: Any, epoch: int, phase_start: int, early: Any
+        self,
+        classifier: Any,
+        fit_model: Any,
+        progress: Any,
+        epoch: int,
+        phase_start: int,
+        early: Any,
     ) -> None:
         """After early stopping (and restoring the best weights), checkpoint the phase end."""
         from tl_core.callbacks import Checkpoint
@@ -498,9 +516,67 @@ class _Trainer:
         state = {"phase_start": phase_start, "phase_done": True}
         if early is not None:
             state["early_stopping"] = early.state()
-        checkpoint = Checkpoint(self.files, progress, lambda: state)
-        checkpoint.set_model(classifier.model)
+        checkpoint = Checkpoint(self.files, progress, lambda: state, weights_of=classifier.model)
+        checkpoint.set_model(fit_model)
         checkpoint.on_epoch_end(epoch - 1)
+
+    def _cached_head(
+        self,
+        classifier: Any,
+        report: Any,
+        train_records: tuple[Any, ...],
+        val_records: tuple[Any, ...],
+        epochs: tuple[int, int],
+        common: dict[str, Any],
+    ) -> tuple[Any, Any, Any]:
+        """The head model and batches of cached backbone features for a ``fast`` phase."""
+        from tl_core.cache import feature_key, load_or_compute_features, weights_identity
+        from tl_core.data.dataset import make_array_batches, make_batches
+        from tl_core.model import head_model, pooled_features_model
+
+        config = self.config
+        pooled = pooled_features_model(classifier)
+        identity = weights_identity(config.weights, config.seed)
+        index = {name: i for i, name in enumerate(common["class_names"])}
+
+        def features(records: tuple[Any, ...]) -> Any:
+            key = feature_key(
+                dataset_id=config.dataset_id,
+                backbone=config.backbone,
+                weights=identity,
+                image_size=classifier.image_size,
+                paths=[r.path for r in records],
+            )
+
+            def compute() -> Any:
+                batches = make_batches(
+                    report, records, **(common | {"one_hot": False}), cache=False
+                )
+                return pooled.predict(batches, verbose=0)
+
+            meta = {"backbone": config.backbone, "weights": identity, "images": len(records)}
+            rows, hit = load_or_compute_features(key, compute, meta=meta)
+            log.info(
+                "%s features of %d images (%s)", "cached" if hit else "computed", len(records), key
+            )
+            return rows
+
+        log.info("fast: the head trains on cached backbone features; no augmentation here")
+        train_rows, val_rows = features(train_records), features(val_records)
+        arrays = {
+            "num_classes": len(common["class_names"]),
+            "batch_size": common["batch_size"],
+            "one_hot": common["one_hot"],
+        }
+        train = make_array_batches(
+            train_rows,
+            [index[r.label] for r in train_records],
+            shuffle_epochs=epochs,
+            seed=config.seed,
+            **arrays,
+        )
+        val = make_array_batches(val_rows, [index[r.label] for r in val_records], **arrays)
+        return head_model(classifier, int(train_rows.shape[1])), train, val
 
     def _rate(self, phase: Phase, steps: int) -> Any:
         import keras
@@ -511,11 +587,11 @@ class _Trainer:
             )
         return phase.learning_rate
 
-    def _restore_optimizer(self, classifier: Any, checkpoint: dict[str, Any]) -> None:
+    def _restore_optimizer(self, model: Any, checkpoint: dict[str, Any]) -> None:
         import numpy as np
 
-        optimizer = classifier.model.optimizer
-        optimizer.build(classifier.model.trainable_variables)
+        optimizer = model.optimizer
+        optimizer.build(model.trainable_variables)
         with np.load(self.files.checkpoints / checkpoint["optimizer"]) as saved:
             values = [saved[f"v{i}"] for i in range(len(saved.files))]
         if len(values) != len(optimizer.variables):
@@ -531,7 +607,8 @@ class _Trainer:
         """Save ``model.keras`` without optimizer state (a third of the size)."""
         import keras
 
-        clone = keras.models.clone_model(classifier.model)
+        # Not `clone_model`: Keras 3.15 compiles the clone and builds its optimizer.
+        clone = keras.Model.from_config(classifier.model.get_config())
         clone.set_weights(classifier.model.get_weights())
         tmp = self.files.root / "model.tmp.keras"
         clone.save(tmp)
