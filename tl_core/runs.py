@@ -7,7 +7,8 @@ runs/<run_id>/run.json          config, classes, blocks, params, device, version
               drift.json        {block: relative L2 change since the start} (latest epoch)
               drift_history.jsonl  one line per epoch: {"epoch", "phase", "drift": {…}}
               model.keras       the trained classifier (raw RGB 0–255 in, probabilities out)
-              checkpoints/      last.weights.h5, last.optimizer.npz, last.json, initial.npz
+              checkpoints/      epoch-NNNN.variables.npz, epoch-NNNN.optimizer.npz, last.json,
+                                initial.npz (drift origin), best.variables.npz (early stopping)
               tensorboard/      TensorBoard logs
               log.txt           the worker's log
               STOP              present when a stop was requested
@@ -23,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,6 +36,7 @@ from tl_core.workspace import safe_join, tl_home
 __all__ = [
     "ACTIVE_STATES",
     "FINAL_STATES",
+    "MetricsFollower",
     "RunFiles",
     "RunStatus",
     "RunSummary",
@@ -299,8 +302,16 @@ def best_epoch(epochs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(scored, key=lambda e: e["val_accuracy"], default=None)
 
 
-def summarize_run(run_id: str, home: Path | None = None) -> RunSummary:
+def summarize_run(
+    run_id: str, home: Path | None = None, *, epochs: list[dict[str, Any]] | None = None
+) -> RunSummary:
     """Read one run directory into a `RunSummary`.
+
+    Args:
+        run_id: the run.
+        home: the workspace root (default ``TL_HOME``).
+        epochs: the run's epoch lines when the caller has read them already (default
+            ``None``: read from ``metrics.jsonl``).
 
     Raises:
         JobError: when `run_id` is malformed or names no run (no readable ``run.json``).
@@ -318,7 +329,7 @@ def summarize_run(run_id: str, home: Path | None = None) -> RunSummary:
         )
     config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
     status = read_status(root) or RunStatus(created_at=_number(doc.get("created"), 0.0))
-    best = best_epoch(_epoch_lines(root))
+    best = best_epoch(_epoch_lines(root) if epochs is None else epochs)
     blocks = doc.get("blocks")
     trainable = total = None
     if isinstance(blocks, list) and all(isinstance(b, dict) for b in blocks):
@@ -380,14 +391,64 @@ def _epoch_lines(root: Path) -> list[dict[str, Any]]:
         text = RunFiles(root).metrics.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    epochs = []
-    for line in text.splitlines():
-        if '"type": "batch"' in line:
-            continue
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(doc, dict) and doc.get("type") != "batch":
-            epochs.append(doc)
-    return epochs
+    docs = (_metrics_doc(line) for line in text.splitlines() if '"type": "batch"' not in line)
+    return [doc for doc in docs if doc is not None and doc.get("type") != "batch"]
+
+
+def _metrics_doc(line: str | bytes) -> dict[str, Any] | None:
+    """One line of ``metrics.jsonl`` as a dict; ``None`` for anything else."""
+    try:
+        doc = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+class MetricsFollower:
+    """Follows one run's ``metrics.jsonl`` as it grows: each `read` parses only new lines.
+
+    A live view reads the file every second or so, while it grows by a batch line every
+    half second for hours: reading it whole each time would cost more the longer a run
+    trains. A file that was replaced or shortened (a resumed run drops the lines of the
+    epochs it trains again) is read again from the start. A last line still being
+    written waits for the next `read`. Safe to share between threads.
+
+    Example:
+        >>> follower = MetricsFollower(run_path(run_id))  # doctest: +SKIP
+        >>> epochs, last_batch = follower.read()  # doctest: +SKIP
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = RunFiles(root).metrics
+        self._lock = threading.Lock()
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file read so far
+        self._offset = 0
+        self._epochs: list[dict[str, Any]] = []
+        self._last_batch: dict[str, Any] | None = None
+
+    def read(self) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Return the epoch lines so far (a new list) and the latest batch line, as
+        `read_metrics` does."""
+        with self._lock:
+            try:
+                with self.path.open("rb") as fh:
+                    info = os.fstat(fh.fileno())
+                    if (info.st_dev, info.st_ino) != self._file or info.st_size < self._offset:
+                        self._file, self._offset = (info.st_dev, info.st_ino), 0
+                        self._epochs, self._last_batch = [], None
+                    fh.seek(self._offset)
+                    chunk = fh.read()
+            except FileNotFoundError:
+                self._file, self._offset, self._epochs, self._last_batch = None, 0, [], None
+                return [], None
+            complete = chunk.rfind(b"\n") + 1
+            self._offset += complete
+            for line in chunk[:complete].splitlines():
+                doc = _metrics_doc(line)
+                if doc is None:
+                    continue
+                if doc.get("type") == "batch":
+                    self._last_batch = doc
+                else:
+                    self._epochs.append(doc)
+            return list(self._epochs), self._last_batch

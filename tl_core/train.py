@@ -230,7 +230,7 @@ class _Trainer:
     def run(self, status: RunStatus) -> RunStatus:
         import keras
 
-        from tl_core.callbacks import read_last_checkpoint
+        from tl_core.callbacks import load_variables, read_last_checkpoint
         from tl_core.data import load_dataset
         from tl_core.data.dataset import split_dataset
         from tl_core.device import distribution_strategy, worker_devices
@@ -269,7 +269,7 @@ class _Trainer:
         first_phase = 0
         if checkpoint is not None:
             with strategy.scope():
-                classifier.model.load_weights(files.checkpoints / checkpoint["weights"])
+                load_variables(classifier.model, files.checkpoints / checkpoint["weights"])
             epoch = int(checkpoint["epoch"])
             first_phase = int(checkpoint["phase_index"])
             phase_start = int(checkpoint.get("phase_start", 0))

@@ -23,6 +23,7 @@ from tl_core.callbacks import (
     StopFlag,
     Validation,
     current_learning_rate,
+    load_variables,
     read_last_checkpoint,
 )
 from tl_core.runs import RunFiles, RunStatus, read_status, write_status
@@ -114,9 +115,7 @@ def test_metrics_stream_writes_an_epoch_line_with_the_contract_keys(files: RunFi
 
 
 def test_metrics_stream_skips_an_epoch_cut_short_by_a_stop(files: RunFiles) -> None:
-    stream = MetricsStream(
-        files.metrics, RunProgress(stop_requested=True), batches=2, batch_size=8
-    )
+    stream = MetricsStream(files.metrics, RunProgress(stop_requested=True), batches=2, batch_size=8)
     stream.on_epoch_begin(0)
 
     stream.on_epoch_end(0, {"loss": 1.0})
@@ -183,7 +182,7 @@ def test_checkpoint_writes_versioned_files_and_last_json_and_drops_the_previous_
 
     assert sorted(p.name for p in files.checkpoints.iterdir()) == [
         "epoch-0004.optimizer.npz",
-        "epoch-0004.weights.h5",
+        "epoch-0004.variables.npz",
         "last.json",
     ]
     last = read_last_checkpoint(files)
@@ -192,12 +191,12 @@ def test_checkpoint_writes_versioned_files_and_last_json_and_drops_the_previous_
         "epoch": 4,
         "phase": "fine-tune",
         "phase_index": 1,
-        "weights": "epoch-0004.weights.h5",
+        "weights": "epoch-0004.variables.npz",
         "optimizer": "epoch-0004.optimizer.npz",
     }
     assert (last["phase_start"], last["phase_done"]) == (2, False)
     restored = tiny_model()
-    restored.load_weights(files.checkpoints / last["weights"])
+    load_variables(restored, files.checkpoints / last["weights"])
     np.testing.assert_array_equal(restored.layers[0].kernel.numpy(), np.ones((4, 3)))
     with np.load(files.checkpoints / last["optimizer"]) as saved:
         assert len(saved.files) == len(model.optimizer.variables)

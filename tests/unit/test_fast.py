@@ -61,12 +61,14 @@ def test_a_fast_run_checkpoints_the_whole_classifier(
 ) -> None:
     import keras
 
+    from tl_core.callbacks import load_variables
+
     run = _train(easy_dataset, tmp_path / "fast", fast=True)
     model = keras.saving.load_model(run / "model.keras", compile=False)
     final_head = [w.copy() for w in model.get_layer("head").get_weights()]
     model.get_layer("head").set_weights([np.zeros_like(w) for w in final_head])
 
-    model.load_weights(run / "checkpoints" / "epoch-0002.weights.h5")
+    load_variables(model, run / "checkpoints" / "epoch-0002.variables.npz")
 
     for restored, final in zip(model.get_layer("head").get_weights(), final_head, strict=True):
         np.testing.assert_array_equal(restored, final)

@@ -237,7 +237,7 @@ def test_only_the_last_epochs_checkpoint_is_kept(trained_run: Path) -> None:
     assert (last["epoch"], last["phase"], last["phase_index"]) == (2, "fine-tune", 1)
     assert sorted(p.name for p in folder.glob("epoch-*")) == [
         "epoch-0002.optimizer.npz",
-        "epoch-0002.weights.h5",
+        "epoch-0002.variables.npz",
     ]
     assert (folder / "initial.npz").is_file()
     assert "run completed after 2 epochs" in RunFiles(trained_run).log.read_text()
