@@ -41,6 +41,7 @@ __all__ = [
     "embeddings",
     "evaluate_run",
     "rank_misclassified",
+    "spread_evenly",
 ]
 
 #: Name of the evaluation file inside a run directory.
@@ -265,7 +266,6 @@ def evaluate_run(
             return cached
     import numpy as np
 
-    from tl_core.data.dataset import make_batches
     from tl_core.predict import load_run_model
 
     config, report, splits = _run_data(files)
@@ -277,14 +277,7 @@ def evaluate_run(
             "to evaluate. Use a dataset with at least two images per class."
         )
     _check_labels(records, class_names, files.root)
-    batches = make_batches(
-        report,
-        records,
-        class_names=class_names,
-        image_size=size,
-        batch_size=config.batch_size,
-        cache=False,
-    ).map(lambda images, labels: images)
+    batches = _image_batches(report, records, class_names, size, config.batch_size)
     probabilities = np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
     truth = [class_names.index(r.label) for r in records]
     result = classification_metrics(truth, probabilities, class_names)
@@ -350,6 +343,22 @@ def _run_data(files: RunFiles) -> tuple[Any, Any, Any]:
     return config, report, splits
 
 
+def _image_batches(
+    report: Any, records: Sequence[Any], class_names: list[str], size: int, batch_size: int
+) -> Any:
+    """Batches of images only, decoded and resized as the training pipeline does."""
+    from tl_core.data.dataset import make_batches
+
+    return make_batches(
+        report,
+        tuple(records),
+        class_names=class_names,
+        image_size=size,
+        batch_size=batch_size,
+        cache=False,
+    ).map(lambda images, labels: images)
+
+
 def _check_labels(records: Sequence[Any], class_names: list[str], root: Path) -> None:
     unknown = sorted({r.label for r in records} - set(class_names))
     if unknown:
@@ -396,7 +405,6 @@ def embeddings(run_dir: Path | str, *, max_images: int = 300, tsne: bool = False
     import keras
     import numpy as np
 
-    from tl_core.data.dataset import make_batches
     from tl_core.predict import load_run_model
 
     if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 2:
@@ -407,21 +415,14 @@ def embeddings(run_dir: Path | str, *, max_images: int = 300, tsne: bool = False
     files = RunFiles(Path(run_dir))
     config, report, splits = _run_data(files)
     model, class_names, size = load_run_model(files.root)
-    records = _spread(splits.val, max_images)
+    records = spread_evenly(splits.val, max_images)
     if len(records) < 2:
         raise DataError(
             f"Embeddings need at least 2 validation images; {files.root} has {len(records)}. "
             "Use a dataset with more images per class."
         )
     _check_labels(records, class_names, files.root)
-    batches = make_batches(
-        report,
-        records,
-        class_names=class_names,
-        image_size=size,
-        batch_size=config.batch_size,
-        cache=False,
-    ).map(lambda images, labels: images)
+    batches = _image_batches(report, records, class_names, size, config.batch_size)
     images = np.concatenate([b.numpy() for b in batches])
     try:
         pool = model.get_layer("pool")
@@ -451,8 +452,15 @@ def embeddings(run_dir: Path | str, *, max_images: int = 300, tsne: bool = False
     }
 
 
-def _spread(records: Sequence[Any], count: int) -> tuple[Any, ...]:
-    """At most `count` records, evenly spaced (the split is grouped by class)."""
+def spread_evenly(records: Sequence[Any], count: int) -> tuple[Any, ...]:
+    """Return at most `count` of `records`, evenly spaced, in order.
+
+    Splits are grouped by class, so an even spread keeps every class represented.
+
+    Example:
+        >>> spread_evenly(list(range(10)), 4)
+        (0, 2, 5, 7)
+    """
     if len(records) <= count:
         return tuple(records)
     step = len(records) / count

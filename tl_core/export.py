@@ -58,15 +58,21 @@ _PREPROCESS_WORDS = {
 }
 
 
-def _run_doc(run_dir: Path) -> dict[str, Any]:
-    files = RunFiles(run_dir)
-    doc = read_json(files.config)
+def _read_run(run_dir: Path, action: str) -> dict[str, Any]:
+    """Return ``run.json`` of `run_dir`, refusing a folder that holds no run."""
+    doc = read_json(RunFiles(run_dir).config)
     if not isinstance(doc, dict) or "config" not in doc:
         raise ExportError(
-            f"Cannot export {run_dir}: it is not a run folder (no readable run.json). "
+            f"Cannot {action} {run_dir}: it is not a run folder (no readable run.json). "
             "Pick a run from the runs list, or pass the --out folder of `train`."
         )
-    if not files.model.is_file() or "class_names" not in doc:
+    return doc
+
+
+def _run_doc(run_dir: Path) -> dict[str, Any]:
+    """Return ``run.json`` of a run with a trained model."""
+    doc = _read_run(run_dir, "export")
+    if not RunFiles(run_dir).model.is_file() or "class_names" not in doc:
         raise ExportError(
             f"Cannot export {run_dir}: it has no trained model yet (model.keras is missing). "
             "Wait for the run to finish, or resume it if it was interrupted."
@@ -101,13 +107,17 @@ def _target(out: Path | str, suffix: str) -> Path:
             f"Cannot write {path}: it is a folder. Give a file name, e.g. "
             f"{path / ('model' + suffix)}."
         )
+    _make_folder(path.parent)
+    return path
+
+
+def _make_folder(folder: Path) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(
-            f"Cannot create the folder {path.parent}: {exc.strerror}. Choose another --out."
+            f"Cannot create the folder {folder}: {exc.strerror}. Choose another --out."
         ) from exc
-    return path
 
 
 @contextlib.contextmanager
@@ -214,11 +224,11 @@ def export_tflite(
             "Expected `representative_images` to be a positive integer. "
             f"Received: representative_images={representative_images!r}"
         )
-    import tensorflow as tf
-
     run = Path(run_dir)
     path = _target(out, FORMATS["tflite"])
     model = _load_model(run)
+    import tensorflow as tf
+
     calibration = (
         _representative_dataset(run, representative_images) if quantize == "int8" else None
     )
@@ -254,6 +264,7 @@ def _representative_dataset(run: Path, count: int) -> Any:
     from tl_core.data import load_dataset
     from tl_core.data.dataset import make_batches, split_dataset
     from tl_core.errors import DataError
+    from tl_core.evaluate import spread_evenly
 
     doc = _run_doc(run)
     config = RunConfig.from_json(doc["config"])
@@ -266,12 +277,9 @@ def _representative_dataset(run: Path, count: int) -> Any:
             "export float32."
         ) from exc
     records = split_dataset(report, val_fraction=config.val_fraction, seed=config.seed).train
-    if len(records) > count:
-        step = len(records) / count
-        records = tuple(records[int(i * step)] for i in range(count))
     batches = make_batches(
         report,
-        records,
+        spread_evenly(records, count),
         class_names=list(doc["class_names"]),
         image_size=int(doc["image_size"]),
         batch_size=1,
@@ -338,12 +346,7 @@ def export_labels(run_dir: Path | str, out: Path | str) -> Path:
     path = Path(out).expanduser()
     if path.is_dir():
         path = path / "labels.json"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(
-            f"Cannot create the folder {path.parent}: {exc.strerror}. Choose another --out."
-        ) from exc
+    _make_folder(path.parent)
     document = json.dumps(labels_document(doc), indent=1, ensure_ascii=False)
     _write_atomic(path, lambda tmp: tmp.write_text(document + "\n", encoding="utf-8"))
     return path
@@ -440,12 +443,7 @@ def model_card(run_dir: Path | str) -> str:
     """
     run = Path(run_dir)
     files = RunFiles(run)
-    doc = read_json(files.config)
-    if not isinstance(doc, dict) or "config" not in doc:
-        raise ExportError(
-            f"Cannot describe {run}: it is not a run folder (no readable run.json). "
-            "Pick a run from the runs list."
-        )
+    doc = _read_run(run, "describe")
     config = doc["config"]
     lines = [f"# Model card: {doc.get('run_id', run.name)}", ""]
     lines += _data_section(doc, config)

@@ -135,7 +135,7 @@ def _contains(model: Any, target: Any) -> bool:
     return any(op is target for op in _walk_operations(model))
 
 
-def run_capturing(model: Any, inputs: Any, target: Any, on_capture: Callable[[Any], Any]) -> Any:
+def _run_capturing(model: Any, inputs: Any, target: Any, on_capture: Callable[[Any], Any]) -> Any:
     """Run `model` on `inputs` in inference mode, passing `target`'s output to `on_capture`.
 
     `on_capture` returns the tensor that continues through the graph (e.g. the same tensor
@@ -146,7 +146,7 @@ def run_capturing(model: Any, inputs: Any, target: Any, on_capture: Callable[[An
 
     def call(op: Any, *args: Any, **kwargs: Any) -> Any:
         if op is not target and isinstance(op, keras.Function) and _contains(op, target):
-            outputs = run_capturing(op, args[0] if len(args) == 1 else args, target, on_capture)
+            outputs = _run_capturing(op, args[0] if len(args) == 1 else args, target, on_capture)
         else:
             if _takes_training(op):
                 kwargs["training"] = False
@@ -178,7 +178,7 @@ def _gradient_runner(model: Any, target: Any) -> Callable[..., Any]:
                 captured.append(tensor)
                 return tensor
 
-            probabilities = run_capturing(model_ref(), images, target, watch)
+            probabilities = _run_capturing(model_ref(), images, target, watch)
             if isinstance(probabilities, (list, tuple)):
                 probabilities = probabilities[0]
             probabilities = tf.cast(probabilities, tf.float32)
@@ -218,8 +218,9 @@ def grad_cam(
     Returns:
         The heatmap at the input's spatial size; 1 marks the strongest evidence. Where no
         position supports the class (every weighted sum ≤ 0) but the map still varies, the
-        map is the weighted sum scaled to [0, 1] (relative evidence); it is all zeros only
-        when the gradients are.
+        map is the weighted sum scaled to [0, 1] (relative evidence). It is all zeros when
+        the gradients are, or when a flat map (1 × 1, as squeeze-excite gates) holds no
+        positive evidence.
 
     Raises:
         ConfigError: an unknown `layer`, a `class_index` out of range, or a picture that is

@@ -31,6 +31,7 @@ from tests.unit.engine_helpers import (
     tiny_config,
     tl_home_set,
 )
+from tl_core import cli
 from tl_core.data import ingest_archive
 from tl_core.errors import DataError, JobError
 from tl_core.evaluate import (
@@ -367,10 +368,11 @@ def test_cli_evaluate_prints_the_evaluation_as_json(learned_run: Path, evaluatio
 
 
 def test_cli_evaluate_of_a_folder_without_a_model_exits_2_with_one_error_line(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    done = run_tl_core("evaluate", str(tmp_path), "--json", home=tmp_path)
+    assert cli.main(["evaluate", str(tmp_path), "--json"]) == 2
 
-    assert done.returncode == 2
-    assert done.stdout == ""
-    assert done.stderr.startswith("error: ") and "no trained model yet" in done.stderr
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert "no trained model yet" in captured.err
