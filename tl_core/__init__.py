@@ -1,7 +1,9 @@
 """tl_core: the model logic of the transfer-learning studio, free of any UI.
 
-The facade below is the supported surface for the app, the CLI and the bench. Importing
-it is cheap: TensorFlow is imported only by the functions that train or build models.
+The facade below is the supported surface for scripts and notebooks: ingest a dataset,
+configure and train a run (in the foreground, or queued with `submit`), evaluate, predict
+and export. Importing it is cheap: TensorFlow is imported only by the functions that
+build, train or run models.
 
 Example:
     >>> from tl_core import ingest_archive
@@ -10,6 +12,8 @@ Example:
     320
 """
 
+from tl_core.backbones import BackboneSpec, get_backbone, list_backbones
+from tl_core.config import FREEZE_PRESETS, RunConfig
 from tl_core.data import (
     DatasetReport,
     ImageRecord,
@@ -27,11 +31,18 @@ from tl_core.errors import (
     TLError,
     WeightsUnavailable,
 )
+from tl_core.evaluate import evaluate_run
+from tl_core.export import export_model
+from tl_core.jobs import request_stop, submit
+from tl_core.predict import predict_images
+from tl_core.train import prepare_run, train_run
 from tl_core.workspace import tl_home
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FREEZE_PRESETS",
+    "BackboneSpec",
     "ConfigError",
     "DataError",
     "DatasetReport",
@@ -39,12 +50,22 @@ __all__ = [
     "ImageRecord",
     "IngestLimits",
     "JobError",
+    "RunConfig",
     "SkippedFile",
     "TLError",
     "WeightsUnavailable",
     "__version__",
+    "evaluate_run",
+    "export_model",
+    "get_backbone",
     "ingest_archive",
+    "list_backbones",
     "list_datasets",
     "load_dataset",
+    "predict_images",
+    "prepare_run",
+    "request_stop",
+    "submit",
     "tl_home",
+    "train_run",
 ]
