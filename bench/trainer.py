@@ -4,8 +4,9 @@ Ours: `tl_core.train.train_run` on a prepared run folder: metrics stream, stop f
 checkpoints, TensorBoard and status updates all active. Plain Keras: the same classifier
 (`build_classifier` + `apply_freeze_plan` + `compile_classifier`) fitted on the same
 batches with ``validation_data`` and no callbacks. Both are timed from one epoch's end
-to the next (training, validation and every callback), so the first epoch (tracing) is
-left out. ``ratio`` is our images/s over plain Keras's, so 1.0 means no overhead.
+to the next (training, validation and every callback); the first epoch (tracing) is
+left out, and the first interval, which holds one-time work, is reported apart.
+``ratio`` is our images/s over plain Keras's, so 1.0 means no overhead.
 
 The default setting is the common transfer-learning case: a backbone with pretrained
 weights (a weights file saved here, so no download) and the top blocks fine-tuned;
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=4, help="per round; the first is warm-up")
+    parser.add_argument("--epochs", type=int, default=6, help="per round (>= 4)")
     parser.add_argument("--unfreeze-last", type=int, default=3)
     parser.add_argument(
         "--weights", choices=("file", "none"), default="file", help="pretrained-like or scratch"
@@ -149,9 +150,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bare.append(_bare_fit(config, report))
             ours.append(_worker(config, root / f"run{i}"))
     images = len(report.images) * (1 - config.val_fraction)
-    ours_s = [statistics.fmean(r) for r in ours]
-    bare_s = [statistics.fmean(r) for r in bare]
+    # Interval 1 (first to second epoch end) carries one-time work: tracing the
+    # validation step, and on our side compiling the drift graph and opening TensorBoard.
+    ours_s = [statistics.median(r[1:]) for r in ours]
+    bare_s = [statistics.median(r[1:]) for r in bare]
     ratios = [b / o for b, o in zip(bare_s, ours_s, strict=True)]
+    overall = [sum(b) / sum(o) for b, o in zip(bare, ours, strict=True)]
+    one_time = [
+        o[0] - statistics.median(o[1:]) - (b[0] - statistics.median(b[1:]))
+        for o, b in zip(ours, bare, strict=True)
+    ]
     return {
         "bench": "trainer",
         "setup": {
@@ -171,6 +179,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "keras_images_per_s": round(images / statistics.median(bare_s), 2),
         "ratio": round(statistics.median(ratios), 3),
         "ratios": [round(r, 3) for r in ratios],
-        "note": "ratio = worker throughput / bare model.fit throughput, epoch end to epoch "
-        "end (validation and callbacks included); 1.0 means no overhead.",
+        "ratio_including_first_interval": round(statistics.median(overall), 3),
+        "one_time_overhead_seconds": round(statistics.median(one_time), 2),
+        "note": "ratio = worker throughput / bare model.fit throughput at steady state "
+        "(median epoch-end-to-epoch-end interval after the first; validation and callbacks "
+        "included); 1.0 means no overhead. The worker's one-time cost per phase (compiling "
+        "the drift graph, opening TensorBoard) is reported separately.",
     }

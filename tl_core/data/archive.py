@@ -53,7 +53,7 @@ from tl_core.workspace import datasets_dir, safe_join
 __all__ = ["ingest_archive", "list_datasets", "load_dataset"]
 
 #: Bump when the stored form of images changes, so old datasets are not reused.
-INGEST_VERSION = 2
+INGEST_VERSION = 3
 
 #: Below this many images per class, the report warns.
 MIN_IMAGES_PER_CLASS = 10

@@ -42,7 +42,7 @@ class IngestLimits:
         ratio_floor_bytes: entries smaller than this are not ratio-checked (1 MiB).
         max_image_pixels: width × height of one image (default 25 MP).
         min_image_side: images with a shorter side are skipped (default 16 px).
-        stored_max_side: the stored copy is downscaled to this longest side (768 px).
+        stored_max_side: the stored copy is at most this long on its longest side (1024 px).
 
     Environment variables ``TL_MAX_ARCHIVE_MB``, ``TL_MAX_TOTAL_MB``,
     ``TL_MAX_ENTRY_MB``, ``TL_MAX_ENTRIES`` override the defaults in `from_env`.
@@ -60,7 +60,7 @@ class IngestLimits:
     ratio_floor_bytes: int = 1 * MiB
     max_image_pixels: int = 25_000_000
     min_image_side: int = 16
-    stored_max_side: int = 768
+    stored_max_side: int = 1024
 
     def __post_init__(self) -> None:
         for f in fields(self):
