@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from bench import ingest, trainer
+from bench import ingest, trainer, ui
 
-BENCHES = {"ingest": ingest, "trainer": trainer}
+BENCHES = {"ingest": ingest, "trainer": trainer, "ui": ui}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,10 @@ still training keeps being watched. Opening a run makes it the session's run (``
 
 import streamlit as st
 
-from ui import run_view, runs_view
+from ui import run_view, runs_view, shell
 from ui.errors import user_errors
+
+shell.ensure_app()
 
 st.title("Runs", anchor=False)
 st.markdown(

@@ -8,8 +8,10 @@ so a reload, or a visit after a restart of the app, finds it again.
 import streamlit as st
 
 from tl_core import catalog
-from ui import backbone_view, datasets, run_view, state, training
+from ui import backbone_view, datasets, run_view, shell, state, training
 from ui.errors import user_errors
+
+shell.ensure_app()
 
 st.title("Train", anchor=False)
 st.markdown(

@@ -249,9 +249,10 @@ def training_curves_figure(
     figure.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=1)
     figure.update_yaxes(rangemode="tozero", row=1, col=2)
     figure.update_layout(
-        height=340,
-        margin={"l": 0, "r": 0, "t": 40, "b": 0},
-        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.16},
+        height=360,
+        margin={"l": 0, "r": 0, "t": 64, "b": 0},
+        # Centred above the panels, clear of both panel titles.
+        legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": 1.2, "yanchor": "bottom"},
         hovermode="closest",
         uirevision="training-curves",
     )

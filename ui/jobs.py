@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from tl_core.jobs import Scheduler, list_jobs
+from tl_core.runs import FINAL_STATES, read_status, run_path
 
 #: Seconds between scheduler ticks: how soon a queued run starts and an ended one settles.
 TICK_SECONDS = 1.0
@@ -49,6 +50,16 @@ class QueueSummary:
 
 
 def queue_summary() -> QueueSummary:
-    """Count the running and queued jobs. Raises `JobError` when the queue is unreadable."""
-    states = [job.state for job in list_jobs()]
-    return QueueSummary(running=states.count("running"), queued=states.count("queued"))
+    """Count the running and queued jobs. Raises `JobError` when the queue is unreadable.
+
+    A running job whose worker has already written its final state (its process is
+    ending; the scheduler settles it a moment later) no longer counts as training.
+    """
+    jobs = list_jobs()
+    training = sum(
+        job.state == "running"
+        and (status := read_status(run_path(job.run_id))) is not None
+        and status.state not in FINAL_STATES
+        for job in jobs
+    )
+    return QueueSummary(running=training, queued=sum(job.state == "queued" for job in jobs))

@@ -1,7 +1,8 @@
 """One run, live: its state, progress, curves, result, and the Stop and Resume buttons.
 
 Everything shown is read from the run directory (`tl_core.runs`) and the queue
-(`tl_core.jobs`); the worker writes, this module only reads. While the run is queued or
+(`tl_core.jobs`): the worker writes, this module reads, and its buttons only ask the
+queue to stop or resume the run. While the run is queued or
 running, the view is an ``st.fragment`` that redraws itself every `POLL_SECONDS`; when the
 run's state changes it reruns the whole app once (so the sidebar and the buttons follow),
 and a run in a final state is drawn once, without polling.
@@ -12,19 +13,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import plotly.graph_objects as go
 import streamlit as st
 
-from tl_core import TLError
-from tl_core.jobs import list_jobs, queue_position, request_stop, resume
+from tl_core import JobError, TLError, tl_home
+from tl_core.jobs import get, list_jobs, queue_position, request_stop, resume
 from tl_core.plots import training_curves_figure
 from tl_core.progress import describe_duration, training_progress
 from tl_core.runs import (
     ACTIVE_STATES,
+    FINAL_STATES,
+    MetricsFollower,
     RunFiles,
     RunStatus,
     RunSummary,
     read_json,
-    read_metrics,
     read_status,
     run_path,
     summarize_run,
@@ -33,8 +36,9 @@ from ui import state
 from ui.errors import user_errors
 from ui.text import escape_markdown
 
-#: Seconds between redraws of a queued or running run.
-POLL_SECONDS = 1.0
+#: Seconds between redraws of a queued or running run. Half a second brings a new epoch
+#: from the metrics file to the screen within a second (``python -m bench ui``).
+POLL_SECONDS = 0.5
 #: States from which the Resume button continues the run from its last checkpoint.
 RESUMABLE_STATES = frozenset({"stopped", "interrupted"})
 
@@ -101,35 +105,55 @@ def render_run(run_id: str) -> None:
 
     Raises `TLError` when the id is malformed or names no run.
     """
-    summary = summarize_run(run_id)
-    poll = POLL_SECONDS if summary.state in ACTIVE_STATES else None
-    st.fragment(_live_run, run_every=poll)(run_id, summary.state)
+    summarize_run(run_id)  # raises for an id that names no run
+    states = _states(run_id)
+    poll = POLL_SECONDS if ACTIVE_STATES.intersection(filter(None, states)) else None
+    st.fragment(_live_run, run_every=poll)(run_id, states)
 
 
-def _live_run(run_id: str, drawn_state: str) -> None:
+def _states(run_id: str) -> tuple[str, str | None]:
+    """The run's state in its ``status.json`` and in the queue (``None``: not a queued job).
+
+    The worker writes its final state a moment before the scheduler settles the job, so
+    both are watched: the buttons follow the queue, the rest follows the run's files.
+    """
+    status = read_status(run_path(run_id)) or RunStatus()
+    try:
+        return status.state, get(run_id).state
+    except JobError:
+        return status.state, None
+
+
+def _live_run(run_id: str, drawn: tuple[str, str | None]) -> None:
     """The fragment's body: redrawn from disk on every tick (cheap for a finished run)."""
     with user_errors():
-        summary = summarize_run(run_id)
-        if summary.state != drawn_state:
+        if _states(run_id) != drawn:
             # Queued → running → final: the buttons, the polling and the sidebar change.
             st.rerun()
+        epochs, last_batch = _follower(run_id, str(tl_home())).read()
+        summary = summarize_run(run_id, epochs=epochs)
+        job_state = drawn[1] or summary.state
         root = run_path(run_id)
-        name_col, state_col, action_col = st.columns([6, 1, 1], vertical_alignment="center")
+        name_col, state_col, action_col = st.columns([6, 1, 1.5], vertical_alignment="center")
         name_col.markdown(f"**Run {summary.run_id}** · {escape_markdown(describe_model(summary))}")
         with state_col:
             st.badge(summary.state, color=STATE_COLORS.get(summary.state, "gray"))
         with action_col:
-            _render_action(run_id, summary.state, stopping=RunFiles(root).stop_flag.exists())
-        status = read_status(root) or RunStatus(state=summary.state)
-        epochs, last_batch = read_metrics(root)
+            _render_action(
+                run_id,
+                job_state,
+                stopping=RunFiles(root).stop_flag.exists(),
+                finishing=summary.state in FINAL_STATES,
+            )
         if summary.state == "queued":
             _render_queue(run_id)
         elif summary.state == "running":
-            _render_progress(root, status, epochs, last_batch)
+            _render_progress(root, summary, epochs, last_batch)
         else:
             _render_result(summary)
+        last_time = epochs[-1].get("time") if epochs else None
         st.plotly_chart(
-            training_curves_figure(epochs, summary.total_epochs or None),
+            _curves(run_id, len(epochs), last_time, summary.total_epochs or None, epochs),
             key=f"training_curves_{run_id}",
             config={"displayModeBar": False},
         )
@@ -137,14 +161,44 @@ def _live_run(run_id: str, drawn_state: str) -> None:
             st.caption("The curves get their first points when epoch 1 ends.")
 
 
-def _render_action(run_id: str, run_state: str, *, stopping: bool) -> None:
-    """Stop for a queued or running run, Resume for a stopped or interrupted one."""
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _follower(run_id: str, home: str) -> MetricsFollower:
+    """One reader of the run's metrics per server (keyed by workspace too, for tests),
+    so that each redraw parses only the lines written since the last one."""
+    return MetricsFollower(run_path(run_id, Path(home)))
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _curves(
+    run_id: str,
+    epoch_count: int,
+    last_time: float | None,
+    total_epochs: int | None,
+    _epochs: list[dict[str, Any]],
+) -> go.Figure:
+    """The curves figure, built once per new epoch line rather than on every redraw.
+
+    Keyed by the run, its number of epoch lines and the last one's time (a resumed run
+    may rewrite its lines); building a figure costs more than all the rest of a redraw.
+    The cached figure is shared and only read (``st.plotly_chart`` serialises it).
+    """
+    return training_curves_figure(_epochs, total_epochs)
+
+
+def _render_action(run_id: str, run_state: str, *, stopping: bool, finishing: bool) -> None:
+    """Stop for a queued or running run, Resume for a stopped or interrupted one (as the
+    queue says, since it is the queue that acts on them).
+
+    `finishing`: the worker has written its final state and its process is ending (the
+    queue settles the job a few seconds later); `stopping`: a stop was asked for.
+    """
     if run_state in ACTIVE_STATES:
+        label = "Finishing…" if finishing else "Stopping…" if stopping else "Stop"
         clicked = st.button(
-            "Stopping…" if stopping else "Stop",
+            label,
             key=f"stop_{run_id}",
             icon=":material/stop:",
-            disabled=stopping,
+            disabled=stopping or finishing,
             width="stretch",
             help="Stops after the current batch and keeps the last finished epoch.",
         )
@@ -202,25 +256,24 @@ def ordinal(number: int) -> str:
 
 
 def _render_progress(
-    root: Path, status: RunStatus, epochs: list[dict[str, Any]], last_batch: dict[str, Any] | None
+    root: Path,
+    summary: RunSummary,
+    epochs: list[dict[str, Any]],
+    last_batch: dict[str, Any] | None,
 ) -> None:
     config = (read_json(RunFiles(root).config) or {}).get("config") or {}
     progress = training_progress(
-        last_batch, epochs, status.total_epochs, batch_size=config.get("batch_size")
+        last_batch, epochs, summary.total_epochs, batch_size=config.get("batch_size")
     )
     if progress is None:
-        st.progress(
-            0.0,
-            text="Preparing: the worker loads TensorFlow and builds the model "
-            "(10–30 s on a CPU)…",
-        )
+        st.progress(0.0, text="Preparing: loading TensorFlow and building the model…")
         return
     st.progress(progress.fraction, text=progress.label)
     phase = _PHASE_LABELS.get(progress.phase)
     if phase:
         st.caption(phase)
-    if status.note:
-        st.caption(escape_markdown(status.note))
+    if summary.note:
+        st.caption(escape_markdown(summary.note))
 
 
 def _render_result(summary: RunSummary) -> None:

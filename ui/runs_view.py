@@ -1,8 +1,9 @@
 """The runs list: every run on this server in a table, and a picker that opens one.
 
 Runs are read from their directories (`tl_core.runs.list_runs`), so they outlive restarts
-of the app; the queue (`tl_core.jobs`) has the last word on whether a run is queued or
-running, since the scheduler acts on it before the run's own files say so.
+of the app; the queue (`tl_core.jobs`) says whether a run is queued or running, since the
+scheduler acts on it before the run's own files say so, until the worker has written its
+final state.
 """
 
 from __future__ import annotations
@@ -15,31 +16,36 @@ import streamlit as st
 
 from tl_core.jobs import list_jobs
 from tl_core.progress import describe_duration
-from tl_core.runs import RunSummary, list_runs
+from tl_core.runs import FINAL_STATES, RunSummary, list_runs
 from ui import state
 
 #: Widget key of the run picker.
 RUN_PICKER = "runs_picker"
 _ROW_PX = 35
 _ROWS_SHOWN = 12
+#: Plain symbols (no emoji), so that they show with any font.
 _STATE_ICONS = {
-    "queued": "⏳",
-    "running": "▶️",
-    "completed": "✅",
-    "stopped": "⏹️",
-    "interrupted": "⚠️",
-    "failed": "❌",
+    "queued": "◌",
+    "running": "▶",
+    "completed": "✓",
+    "stopped": "■",
+    "interrupted": "⚠",
+    "failed": "✗",
 }
 
 
 def load_runs() -> list[RunSummary]:
     """Every run on disk, newest first, with the queue's state where it has the job.
 
-    Raises `JobError` when the queue cannot be read.
+    The run's own final state wins: a worker writes it just before its process ends,
+    a few seconds before the scheduler settles the job. Raises `JobError` when the queue
+    cannot be read.
     """
     jobs = {job.run_id: job.state for job in list_jobs()}
     return [
-        dataclasses.replace(run, state=jobs[run.run_id]) if run.run_id in jobs else run
+        dataclasses.replace(run, state=jobs[run.run_id])
+        if run.run_id in jobs and run.state not in FINAL_STATES
+        else run
         for run in list_runs()
     ]
 
@@ -121,4 +127,3 @@ def _created(created_at: float, now: float) -> str:
     if created[:3] == time.localtime(now)[:3]:
         return time.strftime("today %H:%M", created)
     return time.strftime("%Y-%m-%d %H:%M", created)
-

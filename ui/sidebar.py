@@ -74,8 +74,5 @@ def _render_training() -> None:
     run_id = state.run_id()
     status = run_view.shown_run_status()
     if run_id is not None and status is not None:
-        detail = status.state
-        if status.state == "running" and status.total_epochs:
-            detail += f", epoch {min(status.epoch + 1, status.total_epochs)}/{status.total_epochs}"
-        lines.append(f":material/model_training: Run {run_id} · {detail}")
+        lines.append(f":material/model_training: Run {run_id} · {status.state}")
     st.markdown("  \n".join(lines))

@@ -466,6 +466,7 @@ TRAIN_FIELDS = (
     "val_fraction",
     "seed",
     "mixed_precision",
+    "fast",
 )
 #: The run this session shows (started here, or opened on the Runs page or from a link),
 #: mirrored into ``?run=``.
@@ -474,6 +475,11 @@ RUN_ID = "run_id"
 RUN_PARAM = "run"
 #: Bumped by the "New samples" button: which random draw the augmentation preview shows.
 AUGMENT_PREVIEW_DRAW = "augment_preview_draw"
+
+
+def run_config_default(name: str) -> Any:
+    """Return the `RunConfig` default of the field `name`."""
+    return _RUN_DEFAULTS[name]
 
 
 def train_widget_key(name: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from tl_core.config import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, RunConfig
 from tl_core.jobs import submit
 from ui import state
 from ui.layers_view import current_device
+from ui.text import escape_markdown
 
 #: Learning rates offered (a log scale; both defaults are among them).
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 0.1)
@@ -36,6 +36,8 @@ FINE_TUNE_LR_FACTORS = (0.01, 0.03, 0.1, 0.3, 1.0)
 PREVIEW_IMAGES = 3
 PREVIEW_DRAWS = 2
 PREVIEW_TILE_PX = 84
+#: Previews of larger images are drawn at this side (they are shown smaller anyway).
+PREVIEW_MAX_PX = 160
 
 OPTIMIZER_LABELS = {"adam": "Adam", "sgd": "SGD (momentum 0.9)"}
 SCHEDULE_LABELS = {
@@ -54,7 +56,6 @@ AUGMENTATION_LABELS = {
     "zoom": f"Zoom ±{ZOOM_FACTOR:.0%}",
     "contrast": f"Contrast ±{CONTRAST_FACTOR:.0%}",
 }
-_RUN_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(RunConfig)}
 
 
 def default_settings(choice: state.ModelChoice) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def default_settings(choice: state.ModelChoice) -> dict[str, Any]:
         >>> default_settings(choice)["learning_rate"]  # doctest: +SKIP
         0.002
     """
-    defaults = {name: _RUN_DEFAULTS[name] for name in state.TRAIN_FIELDS}
+    defaults = {name: state.run_config_default(name) for name in state.TRAIN_FIELDS}
     defaults["learning_rate"] = (
         PRETRAINED_LEARNING_RATE if choice.pretrained else SCRATCH_LEARNING_RATE
     )
@@ -75,7 +76,8 @@ def current_settings(choice: state.ModelChoice) -> dict[str, Any]:
     """Return the form's values: what the user chose, defaults for the rest.
 
     Two phases need pretrained weights (a frozen random backbone passes almost nothing
-    to the head), so they are off from scratch whatever was chosen earlier.
+    to the head), so they are off from scratch whatever was chosen earlier; fast head
+    training is off when no phase trains the head alone, mixed precision without a GPU.
     """
     settings = default_settings(choice)
     for name in state.TRAIN_FIELDS:
@@ -84,6 +86,8 @@ def current_settings(choice: state.ModelChoice) -> dict[str, Any]:
             settings[name] = value
     if not choice.pretrained:
         settings["two_phase"] = False
+    if choice.freeze != "feature-extraction" and not settings["two_phase"]:
+        settings["fast"] = False  # no phase trains the head alone
     if current_device().kind != "gpu":
         settings["mixed_precision"] = False
     return settings
@@ -104,7 +108,8 @@ def start_training(dataset_id: str, settings: Mapping[str, Any]) -> str:
 def render_form(
     choice: state.ModelChoice, report: DatasetReport, block_count: int | None
 ) -> dict[str, Any]:
-    """Draw the settings and return them (`current_settings` after this run's changes).
+    """Draw the settings and return them (`current_settings`: widget changes are stored by
+    their callbacks before the script runs).
 
     Args:
         choice: the session's model choices.
@@ -119,13 +124,12 @@ def render_form(
     with recipe_col.container(border=True, height="stretch"):
         st.markdown(":material/route: **Recipe**")
         _render_recipe(settings, choice, block_count)
+        st.markdown(":material/tune: **Fine points**")
+        _render_more(settings, report)
     with augment_col.container(border=True, height="stretch"):
         st.markdown(":material/auto_awesome: **Augmentation** (training images only)")
         _render_augmentation(settings, report, choice.image_size)
-    with st.container(border=True):
-        st.markdown(":material/tune: **Fine points**")
-        _render_more(settings, report)
-    return current_settings(choice)
+    return settings
 
 
 def _field(name: str, widget: Callable[..., Any], label: str, value: Any, **options: Any) -> Any:
@@ -247,6 +251,16 @@ def _render_recipe(
             f"Phase 2: {settings['fine_tune_epochs']} epochs at "
             f"{settings['learning_rate'] * settings['fine_tune_lr_factor']:g}."
         )
+    if choice.freeze == "feature-extraction" or settings["two_phase"]:
+        _field(
+            "fast",
+            st.toggle,
+            "Fast head training on cached features",
+            settings["fast"],
+            help="While only the head trains, the frozen backbone's features are computed "
+            "once and the head trains on them: many times faster. Augmentation does not "
+            "apply then, since every epoch sees the same features.",
+        )
     _field(
         "early_stopping",
         st.toggle,
@@ -271,9 +285,7 @@ def _render_recipe(
         )
 
 
-def _render_augmentation(
-    settings: dict[str, Any], report: DatasetReport, image_size: int
-) -> None:
+def _render_augmentation(settings: dict[str, Any], report: DatasetReport, image_size: int) -> None:
     chosen = tuple(settings["augmentation"])
     columns = st.columns(2)
     for index, name in enumerate(AUGMENTATIONS):
@@ -293,17 +305,17 @@ def _render_augmentation(
         tuple(str(report.root / record.path) for record in records),
         chosen,
         draw,
-        min(image_size, 160),
+        min(image_size, PREVIEW_MAX_PX),
     )
     for record, row in zip(records, _rows(tiles, PREVIEW_DRAWS + 1), strict=True):
         st.image(
             row,
             width=PREVIEW_TILE_PX,
-            caption=[record.label] + ["preview"] * PREVIEW_DRAWS,
+            caption=[escape_markdown(record.label)] + ["preview"] * PREVIEW_DRAWS,
         )
     st.caption(
-        f"Preview at {image_size} px: an approximation drawn here; training draws its own "
-        "random variations each epoch."
+        f"Each row: a training image at {image_size} px, then previews of what augmentation "
+        "makes of it (drawn here to look like training's; training draws new ones each epoch)."
     )
     st.button("New samples", icon=":material/casino:", on_click=state.next_augment_preview_draw)
 
@@ -350,54 +362,49 @@ def _preview_tiles(
 
 
 def _render_more(settings: dict[str, Any], report: DatasetReport) -> None:
-    smoothing_col, dropout_col, validation_col, seed_col = st.columns(4, gap="medium")
-    with smoothing_col:
+    _field(
+        "label_smoothing",
+        st.slider,
+        "Label smoothing",
+        float(settings["label_smoothing"]),
+        min_value=0.0,
+        max_value=0.3,
+        step=0.05,
+        help="Aims a little below 100% certainty; can help with noisy labels.",
+    )
+    _field(
+        "dropout",
+        st.slider,
+        "Dropout before the head",
+        float(settings["dropout"]),
+        min_value=0.0,
+        max_value=0.7,
+        step=0.05,
+        help="Switches off this share of the features at random while training, so that the "
+        "head cannot lean on a few of them.",
+    )
+    if report.split is not None and "val" in report.split:
+        st.caption(f"Validation: the archive's own val/ folder ({report.split['val']:,} images).")
+    else:
         _field(
-            "label_smoothing",
+            "val_fraction",
             st.slider,
-            "Label smoothing",
-            float(settings["label_smoothing"]),
-            min_value=0.0,
-            max_value=0.3,
+            "Validation share",
+            float(settings["val_fraction"]),
+            min_value=0.05,
+            max_value=0.5,
             step=0.05,
-            help="Aims a little below 100% certainty; can help with noisy labels.",
+            help="Images of each class held out to measure accuracy on unseen images.",
         )
-    with dropout_col:
-        _field(
-            "dropout",
-            st.slider,
-            "Dropout before the head",
-            float(settings["dropout"]),
-            min_value=0.0,
-            max_value=0.7,
-            step=0.05,
-        )
-    with validation_col:
-        if report.split is not None and "val" in report.split:
-            st.caption(
-                f"Validation: the archive's own val/ folder ({report.split['val']:,} images)."
-            )
-        else:
-            _field(
-                "val_fraction",
-                st.slider,
-                "Validation share",
-                float(settings["val_fraction"]),
-                min_value=0.05,
-                max_value=0.5,
-                step=0.05,
-                help="Images of each class held out to measure accuracy on unseen images.",
-            )
-    with seed_col:
-        _field(
-            "seed",
-            st.number_input,
-            "Seed",
-            settings["seed"],
-            min_value=0,
-            max_value=2**31 - 1,
-            help="The same seed gives the same split, shuffling and augmentation.",
-        )
+    _field(
+        "seed",
+        st.number_input,
+        "Seed",
+        settings["seed"],
+        min_value=0,
+        max_value=2**31 - 1,
+        help="The same seed gives the same split, shuffling and augmentation.",
+    )
     if current_device().kind == "gpu":
         _field(
             "mixed_precision",

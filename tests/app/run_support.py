@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
+import ui.jobs
+from tl_core import tl_home
 from tl_core.jobs import Job, Scheduler, WorkerRef
 from tl_core.runs import (
     RunFiles,
@@ -58,11 +61,13 @@ class FakeRunner:
         self.alive.discard(run_id)
 
 
-def fake_scheduler(home: Path) -> tuple[Scheduler, FakeRunner]:
-    """A real scheduler over `home` with one slot and a `FakeRunner`; it ticks only when
-    the test calls ``tick()``."""
+def install_fake_scheduler(monkeypatch: pytest.MonkeyPatch) -> tuple[Scheduler, FakeRunner]:
+    """Make the app use a real scheduler over ``TL_HOME`` with one slot and a `FakeRunner`,
+    which ticks only when the test calls ``tick()``; return it and its runner."""
     runner = FakeRunner()
-    return Scheduler(home, runner=runner, slots=1), runner
+    scheduler = Scheduler(tl_home(), runner=runner, slots=1)
+    monkeypatch.setattr(ui.jobs, "scheduler", lambda: scheduler)
+    return scheduler, runner
 
 
 def epoch_line(epoch: int, val_accuracy: float, phase: str = "train") -> dict[str, Any]:

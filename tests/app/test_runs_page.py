@@ -8,16 +8,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import ui.jobs
 from tests.app.run_support import (
     FakeRunner,
     chart_traces,
     fabricate_run,
-    fake_scheduler,
+    install_fake_scheduler,
     texts,
 )
 from tests.app.wizard_support import assert_no_exception, offline_app
-from tl_core import tl_home
 from tl_core.config import RunConfig
 from tl_core.jobs import Scheduler, get, submit
 from ui import runs_view, state
@@ -38,8 +36,7 @@ def queue(
     app_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Scheduler, FakeRunner]]:
     """The app's scheduler, replaced by one that starts no worker and ticks on demand."""
-    scheduler, runner = fake_scheduler(tl_home())
-    monkeypatch.setattr(ui.jobs, "scheduler", lambda: scheduler)
+    scheduler, runner = install_fake_scheduler(monkeypatch)
     yield scheduler, runner
     scheduler.stop()
 
@@ -116,7 +113,7 @@ def test_resume_requeues_an_interrupted_run(
     _open(app, run_id)
     assert [value.split()[-1] for value in app.dataframe[0].value["State"]] == ["interrupted"]
 
-    [button for button in app.button if button.label == "Resume"][0].click().run()
+    next(button for button in app.button if button.label == "Resume").click().run()
 
     assert_no_exception(app)
     assert get(run_id).state == "queued"
@@ -130,3 +127,21 @@ def test_without_runs_the_page_points_to_the_train_page(app: AppTest) -> None:
     assert_no_exception(app)
     assert texts(app, "info") == ["No runs yet: start one on the Train page."]
     assert [link.proto.label for link in app.get("page_link")] == ["Go to Train"]
+
+
+def test_the_queue_state_shows_until_the_worker_writes_its_final_one(
+    app: AppTest, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    scheduler, runner = queue
+    started = submit(RunConfig(dataset_id="0123456789ab", weights="none"))
+    waiting = submit(RunConfig(dataset_id="0123456789ab", weights="none"))
+    scheduler.tick()
+    runner.end(started, "stopped")  # its worker wrote "stopped"; the queue is not told yet
+    _open(app)
+
+    table = app.dataframe[0].value
+    states = dict(zip(table["Run"], table["State"], strict=True))
+
+    assert get(started).state == "running"
+    assert states[started].endswith("stopped")
+    assert states[waiting].endswith("queued")

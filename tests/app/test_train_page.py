@@ -13,19 +13,18 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
-import ui.jobs
 from tests.app.run_support import (
     FakeRunner,
     batch_line,
     chart_traces,
     epoch_line,
     fabricate_run,
-    fake_scheduler,
+    install_fake_scheduler,
     texts,
     write_metrics,
 )
 from tests.app.wizard_support import assert_no_exception, offline_app, seed_blocks, store_sample
-from tl_core import DatasetReport, tl_home
+from tl_core import DatasetReport
 from tl_core.backbones import get_backbone
 from tl_core.config import RunConfig
 from tl_core.jobs import Scheduler, get, list_jobs, submit
@@ -46,8 +45,7 @@ def queue(
     app_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Scheduler, FakeRunner]]:
     """The app's scheduler, replaced by one that starts no worker and ticks on demand."""
-    scheduler, runner = fake_scheduler(tl_home())
-    monkeypatch.setattr(ui.jobs, "scheduler", lambda: scheduler)
+    scheduler, runner = install_fake_scheduler(monkeypatch)
     yield scheduler, runner
     scheduler.stop()
 
@@ -97,6 +95,7 @@ def test_the_form_starts_with_defaults_for_a_first_run_from_scratch(
     assert app.radio(key="optimizer_input").value == "adam"
     assert app.radio(key="schedule_input").value == "constant"
     assert app.toggle(key="two_phase_input").disabled
+    assert "fast_input" not in [toggle.key for toggle in app.toggle], "every block trains"
     assert [box.value for box in app.checkbox] == [True, False, False, False]
     assert len(app.get("image")) == 3, "a row of previews for each of 3 classes"
     assert "Start training" in [b.label for b in app.button]
@@ -112,6 +111,60 @@ def test_pretrained_weights_suggest_a_lower_learning_rate(
 
     assert app.select_slider(key="learning_rate_input").value == 1e-3
     assert not app.toggle(key="two_phase_input").disabled
+
+
+def test_the_recipe_options_open_their_own_settings(
+    app: AppTest, sample: DatasetReport, keras_home: Path
+) -> None:
+    (keras_home / "models" / get_backbone("mobilenet_v2").weights_file_for(64)).touch()
+    seed_blocks("mobilenet_v2", 64)
+    _open(app, sample)
+
+    app.toggle(key="two_phase_input").set_value(True).run()
+    app.toggle(key="early_stopping_input").set_value(True).run()
+    app.number_input(key="patience_input").set_value(2).run()
+    _button(app, "Start training").click().run()
+
+    assert_no_exception(app)
+    assert app.number_input(key="fine_tune_blocks_input").max == 19
+    assert "Phase 1: 10 epochs at 0.001. Phase 2: 5 epochs at 0.0001." in texts(app, "caption")
+    (job,) = list_jobs()
+    config = read_json(RunFiles(run_path(job.run_id)).config)["config"]
+    assert (config["two_phase"], config["fine_tune_epochs"], config["fine_tune_blocks"]) == (
+        True,
+        5,
+        2,
+    )
+    assert (config["early_stopping"], config["patience"], config["restore_best"]) == (
+        True,
+        2,
+        True,
+    )
+
+
+def test_feature_extraction_can_train_the_head_on_cached_features(
+    app: AppTest, sample: DatasetReport, keras_home: Path
+) -> None:
+    (keras_home / "models" / get_backbone("mobilenet_v2").weights_file_for(64)).touch()
+    _open(app, sample)
+
+    app.toggle(key="fast_input").set_value(True).run()
+    _button(app, "Start training").click().run()
+
+    (job,) = list_jobs()
+    config = read_json(RunFiles(run_path(job.run_id)).config)["config"]
+    assert (config["freeze"], config["fast"]) == ("feature-extraction", True)
+
+
+def test_new_samples_draw_other_previews(app: AppTest, sample: DatasetReport) -> None:
+    _open(app, sample)
+    app.checkbox(key="augmentation_input_rotation").check().run()
+    before = [image.proto.imgs[1].url for image in app.get("image")]
+
+    _button(app, "New samples").click().run()
+
+    assert app.session_state[state.AUGMENT_PREVIEW_DRAW] == 1
+    assert [image.proto.imgs[1].url for image in app.get("image")] != before
 
 
 def test_start_queues_a_run_with_the_form_settings_and_shows_it(
@@ -220,6 +273,28 @@ def test_stop_raises_the_stop_flag_of_a_running_run(
     assert RunFiles(run_path(run_id)).stop_flag.exists()
     assert get(run_id).stop_requested
     assert _button(app, "Stopping…").disabled
+
+
+def test_a_run_whose_worker_is_ending_shows_its_final_state_at_once(
+    app: AppTest, sample: DatasetReport, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    scheduler, runner = queue
+    run_id = _running_run(sample, queue)
+    write_metrics(run_id, [epoch_line(1, 0.5)])
+    # The worker wrote "stopped" and its process ends; the queue settles it at its next tick.
+    runner.end(run_id, "stopped", epoch=1)
+    assert get(run_id).state == "running"
+
+    _open(app, sample, run_id)
+
+    assert_no_exception(app)
+    assert _button(app, "Finishing…").disabled
+    assert any(info.startswith("Stopped: ") for info in texts(app, "info"))
+    assert any("No run training" in text for text in texts(app.sidebar, "markdown"))
+
+    scheduler.tick()
+    app.run()
+    assert "Resume" in [b.label for b in app.button]
 
 
 def test_a_failed_run_shows_its_error_in_plain_words(

@@ -64,7 +64,8 @@ def test_contrast_scales_each_channel_around_its_mean_within_the_factor() -> Non
     original = _pixels(image)
 
     for seed in range(10):
-        preview = _pixels(augment_preview(image, ["contrast"], np.random.default_rng(seed), size=48))
+        rng = np.random.default_rng(seed)
+        preview = _pixels(augment_preview(image, ["contrast"], rng, size=48))
         spread = preview[..., 1].std() / original[..., 1].std()
         assert 1 - CONTRAST_FACTOR - 0.02 <= spread <= 1 + CONTRAST_FACTOR + 0.02
         assert preview[..., 1].mean() == pytest.approx(original[..., 1].mean(), abs=2)

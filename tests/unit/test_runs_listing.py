@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from tl_core.config import RunConfig
 from tl_core.errors import JobError
 from tl_core.runs import (
+    MetricsFollower,
     RunFiles,
     RunStatus,
     RunSummary,
@@ -117,3 +119,49 @@ def test_best_epoch_skips_lines_without_validation_accuracy() -> None:
 
     assert best_epoch(lines) == {"epoch": 2, "val_accuracy": 0.4}
     assert best_epoch([{"epoch": 1}]) is None
+
+
+def test_a_follower_reads_each_line_once_as_the_file_grows(tmp_path: Path) -> None:
+    follower = MetricsFollower(tmp_path)
+    metrics = RunFiles(tmp_path).metrics
+    assert follower.read() == ([], None)
+
+    append_jsonl(metrics, {"type": "batch", "epoch": 1, "batch": 1})
+    append_jsonl(metrics, {"epoch": 1, "val_accuracy": 0.5})
+    assert follower.read() == (
+        [{"epoch": 1, "val_accuracy": 0.5}],
+        {"type": "batch", "epoch": 1, "batch": 1},
+    )
+
+    append_jsonl(metrics, {"type": "batch", "epoch": 2, "batch": 1})
+    epochs, last_batch = follower.read()
+    assert epochs == [{"epoch": 1, "val_accuracy": 0.5}]
+    assert last_batch == {"type": "batch", "epoch": 2, "batch": 1}
+
+
+def test_a_follower_waits_for_a_half_written_line(tmp_path: Path) -> None:
+    follower = MetricsFollower(tmp_path)
+    metrics = RunFiles(tmp_path).metrics
+    metrics.write_text('{"epoch": 1, "val_acc')
+    assert follower.read() == ([], None)
+
+    with metrics.open("a") as fh:
+        fh.write('uracy": 0.5}\n')
+
+    assert follower.read()[0] == [{"epoch": 1, "val_accuracy": 0.5}]
+
+
+def test_a_follower_starts_over_when_the_file_is_replaced(tmp_path: Path) -> None:
+    follower = MetricsFollower(tmp_path)
+    metrics = RunFiles(tmp_path).metrics
+    for epoch in (1, 2, 3):
+        append_jsonl(metrics, {"epoch": epoch})
+    assert len(follower.read()[0]) == 3
+
+    # What a resumed run does: keep the epochs up to its checkpoint, then train on.
+    replacement = tmp_path / "kept.jsonl"
+    replacement.write_text('{"epoch": 1}\n')
+    os.replace(replacement, metrics)
+    append_jsonl(metrics, {"epoch": 2, "resumed": True})
+
+    assert follower.read()[0] == [{"epoch": 1}, {"epoch": 2, "resumed": True}]

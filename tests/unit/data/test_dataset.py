@@ -177,9 +177,7 @@ def test_shuffled_epochs_depend_only_on_seed_and_epoch_so_a_resume_sees_the_same
         make_batches(easy_dataset, splits.train, shuffle_epochs=(2, 4), **common), steps
     )
     other_seed = epochs_of(
-        make_batches(
-            easy_dataset, splits.train, shuffle_epochs=(0, 1), **(common | {"seed": 4})
-        ),
+        make_batches(easy_dataset, splits.train, shuffle_epochs=(0, 1), **(common | {"seed": 4})),
         steps,
     )
 
@@ -242,4 +240,3 @@ def test_the_stored_easy_dataset_has_three_balanced_classes(easy_dataset: Datase
     assert easy_dataset.split is None
     assert not easy_dataset.skipped
     assert len(easy_dataset.images) == 72
-
