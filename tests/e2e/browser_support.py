@@ -20,7 +20,7 @@ def wait_until_settled(page: Page, timeout: int = TIMEOUT_MS) -> None:
     )
 
 
-def nav(page: Page, title: str) -> None:
+def nav(page: Page, title: str, timeout: int = TIMEOUT_MS) -> None:
     """Open the page `title` through its sidebar link, and wait until it has run."""
     page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
-    wait_until_settled(page)
+    wait_until_settled(page, timeout)

@@ -7,6 +7,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.browser_support import nav, wait_until_settled
+
 #: The first paint loads the chart and table components, which takes seconds here, and
 #: other tests may leave a training job running on the same CPU cores.
 TIMEOUT_MS = 60_000
@@ -14,28 +16,15 @@ TIMEOUT_MS = 60_000
 BLOCKS_TIMEOUT_MS = 120_000
 
 
-def _wait_until_settled(page: Page, timeout: int = TIMEOUT_MS) -> None:
-    # A click starts a script run a moment later; settled means it ran and stopped.
-    page.wait_for_timeout(300)
-    page.wait_for_selector(
-        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout
-    )
-
-
-def _nav(page: Page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
-    _wait_until_settled(page)
-
-
 @pytest.mark.e2e
 def test_data_then_backbone_then_layers_fine_tuning_the_top_blocks(
     page: Page, app_url: str
 ) -> None:
     page.goto(app_url)
-    _wait_until_settled(page)
+    wait_until_settled(page, TIMEOUT_MS)
     expect(page.get_by_role("heading", name="sample_shapes.zip")).to_be_visible(timeout=TIMEOUT_MS)
 
-    _nav(page, "Backbone")
+    nav(page, "Backbone", TIMEOUT_MS)
 
     expect(page.get_by_role("heading", name="Backbone", exact=True)).to_be_visible()
     expect(page.get_by_role("combobox", name="Backbone")).to_have_value(
@@ -45,13 +34,13 @@ def test_data_then_backbone_then_layers_fine_tuning_the_top_blocks(
     assert re.search(r"[?&]backbone=mobilenet_v2\b", page.url)
 
     page.get_by_role("link", name="Next: Layers").click()
-    _wait_until_settled(page, BLOCKS_TIMEOUT_MS)
+    wait_until_settled(page, BLOCKS_TIMEOUT_MS)
     expect(page.get_by_role("heading", name="Blocks, input side first")).to_be_visible(
         timeout=BLOCKS_TIMEOUT_MS
     )
 
     page.get_by_text("Fine-tune top N", exact=True).click()
-    _wait_until_settled(page)
+    wait_until_settled(page, TIMEOUT_MS)
 
     expect(page.get_by_text("Blocks that train, counted from the top")).to_be_visible()
     strip = page.locator('[data-testid="stPlotlyChart"]')
