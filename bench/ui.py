@@ -20,35 +20,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.app_server import CHROMIUM, CHROMIUM_ARGS, serve_app
 from tl_core.config import RunConfig
 from tl_core.runs import RunFiles, RunStatus, append_jsonl, new_run_id, run_path, write_status
 from tl_core.train import prepare_run
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: Batch lines per second while memory is watched (the worker writes at most 2).
 BATCH_HZ = 2.0
 #: Seconds between epoch lines while memory is watched.
@@ -78,8 +61,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="tl-bench-ui-"))
     run_id = _fabricate_running_run(home)
     writer = _MetricsWriter(RunFiles(run_path(run_id, home)).metrics)
-    with _server(home) as (url, pid), sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    server = serve_app(home, home / "streamlit.log", extra_args=["--server.fileWatcherType=none"])
+    with server as (url, pid), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/train?run={run_id}")
         page.wait_for_function(f"({_PLOT_POINTS})() >= 0", timeout=60_000)
@@ -231,53 +215,3 @@ def _cpu_seconds(pid: int) -> float:
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-@contextmanager
-def _server(home: Path) -> Iterator[tuple[str, int]]:
-    """Run ``streamlit run app.py`` on a free port with `home` as ``TL_HOME``; yield its URL
-    and pid, and end its process group afterwards."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = (home / "streamlit.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless=true",
-            f"--server.port={port}",
-            "--browser.gatherUsageStats=false",
-            "--server.fileWatcherType=none",
-        ],
-        cwd=ROOT,
-        env=os.environ | {"TL_HOME": str(home)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://localhost:{port}"
-    try:
-        _wait_until_healthy(url, server)
-        yield url, server.pid
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=10)
-        log.close()
-
-
-def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    raise RuntimeError(f"streamlit was not healthy after {timeout:.0f} s")

@@ -7,51 +7,17 @@ when a test fails, because a browser test that fails usually failed on the serve
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from bench.app_server import CHROMIUM, CHROMIUM_ARGS, serve_app
+
 SERVER_START_SECONDS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"streamlit exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    pytest.fail(f"streamlit was not healthy after {SERVER_START_SECONDS} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="session")
@@ -63,35 +29,15 @@ def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory: pytest.TempPathFactory, server_log: Path) -> Iterator[str]:
     """Start the app on a free port with a fresh ``TL_HOME``; yield its URL."""
-    port = _free_port()
-    env = os.environ | {"TL_HOME": str(tmp_path_factory.mktemp("tl_home"))}
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless=true",
-        f"--server.port={port}",
-        "--browser.gatherUsageStats=false",
-    ]
-    with server_log.open("wb") as log:
-        # A new session makes the server the leader of its own process group, so one
-        # signal ends it and anything it started.
-        server = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://localhost:{port}"
-    try:
-        _wait_until_healthy(url, server, server_log)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
+    home = tmp_path_factory.mktemp("tl_home")
+    with contextlib.ExitStack() as stack:
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            url, _pid = stack.enter_context(
+                serve_app(home, server_log, start_seconds=SERVER_START_SECONDS)
+            )
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield url
 
 
 @pytest.hookimpl(wrapper=True)
