@@ -12,6 +12,9 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tests.app.run_support import FakeRunner, install_fake_scheduler
+from tl_core.jobs import Scheduler
+
 APP = Path(__file__).resolve().parents[2] / "app.py"
 
 
@@ -74,3 +77,13 @@ def image_zip() -> Callable[..., bytes]:
 def app() -> AppTest:
     """Return the whole app (``app.py`` with its navigation), not yet run."""
     return AppTest.from_file(str(APP), default_timeout=60)
+
+
+@pytest.fixture
+def queue(
+    app_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Scheduler, FakeRunner]]:
+    """The app's scheduler, replaced by one that starts no worker and ticks on demand."""
+    scheduler, runner = install_fake_scheduler(monkeypatch)
+    yield scheduler, runner
+    scheduler.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ from tests.app.run_support import (
     FakeRunner,
     chart_traces,
     fabricate_run,
-    install_fake_scheduler,
     texts,
 )
 from tests.app.wizard_support import assert_no_exception, offline_app
@@ -25,20 +23,14 @@ OLD_RUN = "20261120-090000-aaaaaa"
 NEW_RUN = "20261123-131500-bbbbbb"
 
 
+# Every test here gets the fake queue (`tests/app/conftest.py`), used or not.
+pytestmark = pytest.mark.usefixtures("queue")
+
+
 @pytest.fixture(autouse=True)
 def navigation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """AppTest runs ``app.py`` on every run (see `offline_app`)."""
     offline_app(monkeypatch, tmp_path)
-
-
-@pytest.fixture(autouse=True)
-def queue(
-    app_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Scheduler, FakeRunner]]:
-    """The app's scheduler, replaced by one that starts no worker and ticks on demand."""
-    scheduler, runner = install_fake_scheduler(monkeypatch)
-    yield scheduler, runner
-    scheduler.stop()
 
 
 @pytest.fixture

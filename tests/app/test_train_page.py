@@ -6,7 +6,7 @@ queues a real job, ``tick()`` "starts" it, and the test writes what a worker wou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,6 @@ from tests.app.run_support import (
     chart_traces,
     epoch_line,
     fabricate_run,
-    install_fake_scheduler,
     texts,
     write_metrics,
 )
@@ -34,20 +33,14 @@ from ui import state
 PAGE = "pages/train.py"
 
 
+# Every test here gets the fake queue (`tests/app/conftest.py`), used or not.
+pytestmark = pytest.mark.usefixtures("queue")
+
+
 @pytest.fixture(autouse=True)
 def keras_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No ImageNet weights; AppTest runs ``app.py`` on every run (see `offline_app`)."""
     return offline_app(monkeypatch, tmp_path)
-
-
-@pytest.fixture(autouse=True)
-def queue(
-    app_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Scheduler, FakeRunner]]:
-    """The app's scheduler, replaced by one that starts no worker and ticks on demand."""
-    scheduler, runner = install_fake_scheduler(monkeypatch)
-    yield scheduler, runner
-    scheduler.stop()
 
 
 @pytest.fixture
