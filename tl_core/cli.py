@@ -25,7 +25,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 #: Commands that need TensorFlow; it is imported up front, with its start-up chatter
 #: kept off stderr (`tl_core.device.quiet_tensorflow`).
 _TENSORFLOW_COMMANDS = frozenset(
-    {"blocks", "train", "resume", "worker", "predict", "evaluate", "export"}
+    {"blocks", "train", "resume", "worker", "predict", "evaluate", "embeddings", "export"}
 )
 
 log = logging.getLogger("tl_core.cli")
@@ -233,7 +233,14 @@ def _cmd_scheduler(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from tl_core.predict import predict_images
 
-    results = predict_images(Path(args.run_dir), [Path(p) for p in args.images], top_k=args.top)
+    if args.top < 1:
+        raise _UsageError(f"--top must be 1 or more, got {args.top}")
+    results = predict_images(
+        Path(args.run_dir),
+        [Path(p) for p in args.images],
+        top_k=args.top,
+        gradcam_dir=Path(args.gradcam) if args.gradcam else None,
+    )
     _emit(
         results,
         args.json,
@@ -271,6 +278,21 @@ def _describe_evaluation(doc: dict[str, Any]) -> str:
         for row in doc["misclassified"][:5]
     ]
     return "\n".join(lines)
+
+
+def _cmd_embeddings(args: argparse.Namespace) -> int:
+    from tl_core.evaluate import embeddings
+
+    result = embeddings(Path(args.run_dir), max_images=args.max_images, tsne=args.tsne)
+    _emit(
+        result,
+        args.json,
+        lambda r: (
+            f"{r['num_images']} validation images projected with {r['method']}; before: "
+            f"{r['before_source'] or r['before_note']}"
+        ),
+    )
+    return EXIT_OK
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -367,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir", help="the run folder (holds model.keras)")
     predict.add_argument("images", nargs="+", help="image files")
     predict.add_argument("--top", type=int, default=3, help="probabilities to list per image")
+    predict.add_argument(
+        "--gradcam", metavar="DIR", help="also write each image's Grad-CAM overlay (PNG) here"
+    )
     predict.add_argument("--json", action="store_true", help="print one JSON document")
     predict.set_defaults(handler=_cmd_predict)
 
@@ -378,6 +403,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--refresh", action="store_true", help="ignore a cached eval.json")
     evaluate.add_argument("--json", action="store_true", help="print one JSON document")
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+    embed = sub.add_parser(
+        "embeddings", help="validation images in 2-D, before and after training (PCA)"
+    )
+    embed.add_argument("run_dir", help="the run folder (holds model.keras)")
+    embed.add_argument("--max-images", type=int, default=300, help="images to project")
+    embed.add_argument("--tsne", action="store_true", help="t-SNE instead of PCA (slower)")
+    embed.add_argument("--json", action="store_true", help="print one JSON document")
+    embed.set_defaults(handler=_cmd_embeddings)
 
     export = sub.add_parser("export", help="export a trained model (.keras or .tflite)")
     export.add_argument("run_dir", help="the run folder (holds model.keras)")

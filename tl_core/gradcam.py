@@ -32,7 +32,7 @@ import numpy as np
 
 from tl_core.errors import ConfigError
 
-__all__ = ["feature_map_layers", "grad_cam", "jet_colormap", "overlay"]
+__all__ = ["default_layer", "feature_map_layers", "grad_cam", "jet_colormap", "overlay"]
 
 #: Gradient runners per model, then per target operation.
 _RUNNERS: weakref.WeakKeyDictionary[Any, dict[int, Callable[..., Any]]] = (
@@ -85,6 +85,15 @@ def _padding_types() -> tuple[type, ...]:
     import keras
 
     return (keras.layers.ZeroPadding2D, keras.layers.Cropping2D)
+
+
+def default_layer(model: Any) -> str:
+    """Return the name of the feature map `grad_cam` explains when no `layer` is given.
+
+    Raises:
+        ConfigError: the model has no 4-D feature map.
+    """
+    return str(_default_target(model).name)
 
 
 def _default_target(model: Any) -> Any:

@@ -54,6 +54,7 @@ from typing import Any, Protocol
 from tl_core.config import RunConfig
 from tl_core.device import probe_devices
 from tl_core.errors import ConfigError, JobError
+from tl_core.processes import process_alive, process_start_time, spawn_detached
 from tl_core.runs import (
     FINAL_STATES,
     RunFiles,
@@ -518,38 +519,6 @@ def resume(run_id: str, *, home: Path | None = None) -> Job:
 # --- workers on this machine ---------------------------------------------------------------
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """Return ``(state letter, start time in clock ticks)`` from ``/proc``, or ``None``."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ")".
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
-
-
-def _worker_alive(pid: int | None, pid_start: int | None) -> bool:
-    """True when `pid` lives, is no zombie, and is the process that started at `pid_start`."""
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: the pid was reused
-        return False
-    stat = _proc_stat(pid)
-    if stat is None:  # no /proc (not Linux): the signal check is all there is
-        return True
-    state, started = stat
-    return state != "Z" and (pid_start is None or started == pid_start)
-
-
-def _package_root() -> str:
-    return str(Path(__file__).resolve().parent.parent)
-
-
 class LocalProcessRunner:
     """Runs each worker as a subprocess of this machine, in a session of its own.
 
@@ -595,29 +564,16 @@ class LocalProcessRunner:
             argv.append("--resume")
         if job.batch_size_override is not None:
             argv += ["--batch-size", str(job.batch_size_override)]
-        python_path = os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))
-        env = os.environ | {
-            "TL_HOME": str(self.home),
-            "PYTHONPATH": python_path,
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = os.environ | {"TL_HOME": str(self.home)}
         if self.gpus > 0 and job.slot is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(job.slot % self.gpus)
         with files.log.open("ab") as log_file:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log_file.write(f"{stamp} scheduler: starting {shlex.join(argv)}\n".encode())
             log_file.flush()
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+            process = spawn_detached(argv, env=env, output=log_file)
         self._workers[job.run_id] = process
-        stat = _proc_stat(process.pid)
-        return WorkerRef(process.pid, stat[1] if stat else None)
+        return WorkerRef(process.pid, process_start_time(process.pid))
 
     def status(self, job: Job) -> str:
         """Return ``"running"`` or ``"exited"``; workers of other processes are checked by pid."""
@@ -627,7 +583,7 @@ class LocalProcessRunner:
                 return "running"
             del self._workers[job.run_id]
             return "exited"
-        return "running" if _worker_alive(job.pid, job.pid_start) else "exited"
+        return "running" if process_alive(job.pid, job.pid_start) else "exited"
 
     def stop(self, job: Job) -> None:
         """Raise the run's ``STOP`` flag; the worker checks it between batches."""

@@ -61,28 +61,52 @@ def predict_arrays(model: Any, batch: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(batch, verbose=0), dtype="float64")
 
 
-def predict_images(run_dir: Path, images: list[Path], *, top_k: int = 3) -> list[dict[str, Any]]:
-    """Classify image files with a run's model.
+#: Longest side of the pictures Grad-CAM overlays are drawn on: the model's input is
+#: often tiny (32–224 px); the overlay is drawn on the picture itself, scaled to this.
+OVERLAY_SIDE = 320
 
-    Returns, per image: ``image``, ``label``, ``confidence``, ``top`` (the `top_k` most
-    likely classes with probabilities) and ``probabilities`` (every class).
+
+def predict_images(
+    run_dir: Path, images: list[Path], *, top_k: int = 3, gradcam_dir: Path | None = None
+) -> list[dict[str, Any]]:
+    """Classify image files with a run's model, optionally with Grad-CAM overlays.
+
+    Args:
+        run_dir: a trained run directory.
+        images: image files (any format `decode_image` accepts).
+        top_k: how many of the most likely classes to list per image (default 3).
+        gradcam_dir: when given, write each image's Grad-CAM overlay for its predicted
+            class there, as ``<sha12 of the image bytes>.png`` drawn on the picture
+            scaled to `OVERLAY_SIDE` (default ``None``: no overlays).
+
+    Returns:
+        Per image: ``image``, ``label``, ``confidence``, ``top`` (the `top_k` most likely
+        classes with probabilities) and ``probabilities`` (every class); with
+        `gradcam_dir`, also ``gradcam`` (the overlay's path) and ``gradcam_layer`` (the
+        feature map explained).
 
     Example:
         >>> predict_images(Path("runs/r1"), [Path("cat.jpg")])[0]["label"]  # doctest: +SKIP
         'cat'
     """
     model, class_names, size = load_run_model(run_dir)
-    batch = []
+    contents, batch = [], []
     for path in images:
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise DataError(f"Cannot read {str(path)!r}: {exc.strerror}. Check the path.") from None
+        contents.append(data)
         batch.append(prepare_image(data, size, name=str(path)))
     probabilities = predict_arrays(model, np.stack(batch))
     results = []
-    for path, probs in zip(images, probabilities, strict=True):
+    for index, (path, probs) in enumerate(zip(images, probabilities, strict=True)):
         order = np.argsort(probs)[::-1]
+        extra = {}
+        if gradcam_dir is not None:
+            extra = _write_overlay(
+                model, batch[index], contents[index], int(order[0]), Path(gradcam_dir)
+            )
         results.append(
             {
                 "image": str(path),
@@ -93,6 +117,35 @@ def predict_images(run_dir: Path, images: list[Path], *, top_k: int = 3) -> list
                     for i in order[: max(1, top_k)]
                 ],
                 "probabilities": {c: float(p) for c, p in zip(class_names, probs, strict=True)},
+                **extra,
             }
         )
     return results
+
+
+def _write_overlay(
+    model: Any, prepared: np.ndarray, data: bytes, class_index: int, folder: Path
+) -> dict[str, str]:
+    """Grad-CAM of one prepared image for `class_index`, drawn over the picture itself."""
+    import hashlib
+
+    from PIL import Image
+
+    from tl_core.gradcam import default_layer, grad_cam, overlay
+
+    heatmap = grad_cam(model, prepared, class_index=class_index)
+    picture = decode_image(data).image.copy()
+    picture.thumbnail((OVERLAY_SIDE, OVERLAY_SIDE), Image.Resampling.LANCZOS)
+    if max(picture.size) < OVERLAY_SIDE:  # tiny inputs: enlarge, keeping pixels sharp
+        scale = OVERLAY_SIDE / max(picture.size)
+        picture = picture.resize(
+            (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+            Image.Resampling.NEAREST,
+        )
+    blended = overlay(np.asarray(picture.convert("RGB"), dtype=np.uint8), heatmap)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:12]}.png"
+    partial = path.with_suffix(".png.part")
+    Image.fromarray(blended).save(partial, format="PNG")
+    partial.replace(path)
+    return {"gradcam": str(path.resolve()), "gradcam_layer": default_layer(model)}

@@ -533,3 +533,33 @@ def augment_preview_draw() -> int:
 def next_augment_preview_draw() -> None:
     """Show another random draw in the augmentation preview."""
     st.session_state[AUGMENT_PREVIEW_DRAW] = augment_preview_draw() + 1
+
+
+# --- Evaluate, Compare, Predict & Export pages ----------------------------------------------
+# These pages read trained runs from disk. Their widgets keep their own keys (in their
+# ``ui/*_view.py`` modules); only what other pages read lives here.
+
+#: True once the Evaluate page has shown a run's metrics: the step counts as done.
+EVALUATED = "evaluated"
+#: True once the Predict & Export page has produced a prediction or a download.
+EXPORTED = "exported"
+
+
+def evaluated() -> bool:
+    """Whether this session has seen a run's evaluation (the Evaluate step is done)."""
+    return bool(st.session_state.get(EVALUATED))
+
+
+def mark_evaluated() -> None:
+    """Record that this session has seen a run's evaluation."""
+    st.session_state[EVALUATED] = True
+
+
+def exported() -> bool:
+    """Whether this session has predicted with or exported a model (the last step is done)."""
+    return bool(st.session_state.get(EXPORTED))
+
+
+def mark_exported() -> None:
+    """Record that this session has predicted with or exported a model."""
+    st.session_state[EXPORTED] = True

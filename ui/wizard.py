@@ -61,15 +61,30 @@ STEPS: tuple[WizardStep, ...] = (
         url_path="train",
         is_done=run_view.train_step_done,
     ),
+    WizardStep(
+        title="Evaluate",
+        script="pages/evaluate.py",
+        icon=":material/analytics:",
+        url_path="evaluate",
+        is_done=state.evaluated,
+    ),
+    WizardStep(
+        title="Predict & Export",
+        script="pages/predict_export.py",
+        icon=":material/download:",
+        url_path="export",
+        is_done=state.exported,
+    ),
 )
 
 #: Pages beside the steps: in the navigation after them, not in the progress list.
+COMPARE_PAGE = "pages/compare.py"
 RUNS_PAGE = "pages/runs.py"
 
 
 def pages() -> list[st.Page]:
-    """Return one ``st.Page`` per step for ``st.navigation``, then the Runs page; the first
-    step is the home page."""
+    """Return one ``st.Page`` per step for ``st.navigation``, then the Compare and Runs
+    pages; the first step is the home page."""
     return [
         st.Page(
             step.script,
@@ -79,7 +94,10 @@ def pages() -> list[st.Page]:
             default=index == 0,
         )
         for index, step in enumerate(STEPS)
-    ] + [st.Page(RUNS_PAGE, title="Runs", icon=":material/history:", url_path="runs")]
+    ] + [
+        st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare:", url_path="compare"),
+        st.Page(RUNS_PAGE, title="Runs", icon=":material/history:", url_path="runs"),
+    ]
 
 
 def next_step_link(script: str) -> None:
