@@ -50,6 +50,7 @@ __all__ = [
     "analysis_folder",
     "forget_analysis",
     "request_analysis",
+    "result_path",
 ]
 
 #: Folder of a run directory that holds its analyses.
@@ -122,6 +123,11 @@ def _paths(run_dir: Path, args: Sequence[str]) -> _Paths:
     if not args:
         raise JobError("An analysis needs a command, e.g. ['evaluate', RUN_DIR]; got none.")
     return _Paths.of(analysis_folder(run_dir), _key(run_dir, args))
+
+
+def result_path(run_dir: Path | str, args: Sequence[str]) -> Path:
+    """Return where the result of the analysis `args` of `run_dir` is (or will be) kept."""
+    return _paths(Path(run_dir), args).result
 
 
 def request_analysis(run_dir: Path | str, args: Sequence[str], *, start: bool = True) -> Analysis:
