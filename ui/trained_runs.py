@@ -41,8 +41,10 @@ def pick_trained_run(runs: Sequence[RunSummary], *, key: str, label: str) -> Run
     """
     by_id = {run.run_id: run for run in runs}
     current = state.run_id()
-    if st.session_state.get(key) not in by_id:
-        st.session_state[key] = current if current in by_id else runs[0].run_id
+    if current in by_id:  # the session's run may have changed on another page
+        st.session_state[key] = current
+    elif st.session_state.get(key) not in by_id:
+        st.session_state[key] = runs[0].run_id
 
     def picked() -> None:
         state.set_run_id(st.session_state[key])
