@@ -31,7 +31,9 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from contextlib import redirect_stderr, redirect_stdout
@@ -62,6 +64,11 @@ _SPAWN_GRACE_S = 30.0
 
 #: How much of the log a failure report quotes.
 _LOG_TAIL_CHARS = 2000
+
+#: Processes this process started, kept until they end so that they are reaped (no
+#: zombies in a long-lived web server) and not reported as leaked while still running.
+_children: list[subprocess.Popen[bytes]] = []
+_children_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,7 @@ def request_analysis(run_dir: Path | str, args: Sequence[str], *, start: bool = 
     """
     run = Path(run_dir)
     paths = _paths(run, args)
+    _reap()
     for _ in range(2):  # a process may finish between the checks; look twice
         settled = _settled(paths)
         if settled is not None:
@@ -218,6 +226,8 @@ def _start(run: Path, args: list[str], paths: _Paths) -> Analysis:
             f"Could not start a background process for {args[0]} ({exc}). Check that "
             "this machine has free memory and process slots, then try again."
         ) from exc
+    with _children_lock:
+        _children.append(process)
     write_json_atomic(
         paths.pid,
         {
@@ -228,6 +238,11 @@ def _start(run: Path, args: list[str], paths: _Paths) -> Analysis:
         },
     )
     return Analysis("running", started_at=started_at, log=paths.log)
+
+
+def _reap() -> None:
+    with _children_lock:
+        _children[:] = [child for child in _children if child.poll() is None]
 
 
 def _record_failure(paths: _Paths, exit_code: int, message: str) -> None:

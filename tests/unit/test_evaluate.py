@@ -367,6 +367,16 @@ def test_cli_evaluate_prints_the_evaluation_as_json(learned_run: Path, evaluatio
     assert json.loads(done.stdout) == evaluation  # the cached eval.json
 
 
+def test_cli_embeddings_prints_the_projection_as_json(
+    learned_run: Path, embedded: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tl_home_set(learned_run.parents[1]):
+        code = cli.main(["embeddings", str(learned_run), "--max-images", "12", "--json"])
+
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(embedded))
+
+
 def test_cli_evaluate_of_a_folder_without_a_model_exits_2_with_one_error_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,11 +8,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.helpers import png_bytes
 from tests.unit.engine_helpers import EASY_CLASSES, easy_png
 from tl_core.errors import DataError, JobError
-from tl_core.predict import load_run_model, predict_images, prepare_image
+from tl_core.predict import OVERLAY_SIDE, load_run_model, predict_images, prepare_image
 from tl_core.train import prepare_run
 
 
@@ -52,6 +53,22 @@ def test_predict_images_gives_the_top_label_and_probabilities_summing_to_one(
         assert len(top) == 2
         assert top[0] == {"label": result["label"], "probability": result["confidence"]}
         assert top[0]["probability"] >= top[1]["probability"]
+
+
+def test_gradcam_overlays_are_written_per_picture_at_display_size(
+    trained_run: Path, pictures: list[Path], tmp_path: Path
+) -> None:
+    results = predict_images(trained_run, pictures[:2], gradcam_dir=tmp_path / "cams")
+
+    paths = [Path(r["gradcam"]) for r in results]
+    assert [p.parent for p in paths] == [tmp_path / "cams"] * 2
+    assert len(set(paths)) == 2  # named by content: two pictures, two files
+    for path in paths:
+        with Image.open(path) as overlay:
+            assert overlay.format == "PNG" and overlay.mode == "RGB"
+            assert max(overlay.size) == OVERLAY_SIDE  # 32 px pictures, enlarged to be seen
+    assert all(r["gradcam_layer"] for r in results)
+    assert not list((tmp_path / "cams").glob("*.part"))
 
 
 def test_load_run_model_returns_the_class_index_and_image_size(trained_run: Path) -> None:
