@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from tl_core import JobError, TLError, tl_home
+from tl_core.compare import ghost_curves
 from tl_core.jobs import get, list_jobs, queue_position, request_stop, resume
 from tl_core.plots import training_curves_figure
 from tl_core.progress import describe_duration, training_progress
@@ -39,6 +40,9 @@ from ui.text import escape_markdown
 #: Seconds between redraws of a queued or running run. Half a second brings a new epoch
 #: from the metrics file to the screen within a second (``python -m bench ui``).
 POLL_SECONDS = 0.5
+#: Seconds for which the earlier runs drawn behind a training run are reused before
+#: they are read again (a run elsewhere may have finished an epoch meanwhile).
+GHOST_TTL_SECONDS = 10
 #: States from which the Resume button continues the run from its last checkpoint.
 RESUMABLE_STATES = frozenset({"stopped", "interrupted"})
 
@@ -152,8 +156,20 @@ def _live_run(run_id: str, drawn: tuple[str, str | None]) -> None:
         else:
             _render_result(summary)
         last_time = epochs[-1].get("time") if epochs else None
+        # Earlier runs are a yardstick while this one trains; a finished run is set
+        # against others on the Compare page.
+        ghosts = _ghosts(run_id, str(tl_home())) if summary.state in ACTIVE_STATES else []
+        figure = _curves(
+            run_id,
+            len(epochs),
+            last_time,
+            summary.total_epochs or None,
+            tuple((label, len(lines)) for label, lines in ghosts),
+            epochs,
+            ghosts,
+        )
         st.plotly_chart(
-            _curves(run_id, len(epochs), last_time, summary.total_epochs or None, epochs),
+            figure,
             key=f"training_curves_{run_id}",
             config={"displayModeBar": False},
         )
@@ -168,21 +184,32 @@ def _follower(run_id: str, home: str) -> MetricsFollower:
     return MetricsFollower(run_path(run_id, Path(home)))
 
 
+@st.cache_data(ttl=GHOST_TTL_SECONDS, max_entries=32, show_spinner=False)
+def _ghosts(run_id: str, home: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Earlier runs on the run's dataset (`tl_core.compare.ghost_curves`), read at most
+    once per `GHOST_TTL_SECONDS` rather than on every redraw (keyed by workspace too,
+    for tests)."""
+    return ghost_curves(run_id, home=Path(home))
+
+
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _curves(
     run_id: str,
     epoch_count: int,
     last_time: float | None,
     total_epochs: int | None,
+    ghost_key: tuple[tuple[str, int], ...],
     _epochs: list[dict[str, Any]],
+    _ghosts: list[tuple[str, list[dict[str, Any]]]],
 ) -> go.Figure:
     """The curves figure, built once per new epoch line rather than on every redraw.
 
     Keyed by the run, its number of epoch lines and the last one's time (a resumed run
-    may rewrite its lines); building a figure costs more than all the rest of a redraw.
-    The cached figure is shared and only read (``st.plotly_chart`` serialises it).
+    may rewrite its lines), and by each ghost's label and epoch count; building a figure
+    costs more than all the rest of a redraw. The cached figure is shared and only read
+    (``st.plotly_chart`` serialises it).
     """
-    return training_curves_figure(_epochs, total_epochs)
+    return training_curves_figure(_epochs, total_epochs, ghosts=_ghosts)
 
 
 def _render_action(run_id: str, run_state: str, *, stopping: bool, finishing: bool) -> None:

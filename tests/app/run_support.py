@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,12 +116,14 @@ def fabricate_run(
     trainable_blocks: int = 3,
     total_blocks: int = 19,
     created: float | None = None,
+    config: Mapping[str, Any] | None = None,
     **status: Any,
 ) -> Path:
     """Write a run directory by hand, as a worker would have left it; return its root.
 
-    Its config trains ``mobilenet_v2`` from scratch at 64 px; ``run.json`` lists
-    `total_blocks` blocks, the last `trainable_blocks` of them trainable.
+    Its config trains ``mobilenet_v2`` from scratch at 64 px on dataset ``0123456789ab``
+    (`config` overrides or adds fields); ``run.json`` lists `total_blocks` blocks, the
+    last `trainable_blocks` of them trainable.
     """
     root = run_path(run_id)
     root.mkdir(parents=True)
@@ -130,12 +132,19 @@ def fabricate_run(
         {"name": f"block_{i}", "params": 100, "trainable": i >= total_blocks - trainable_blocks}
         for i in range(total_blocks)
     ]
-    config = {"dataset_id": "0123456789ab", "backbone": "mobilenet_v2", "weights": "none"}
+    stored = {
+        "dataset_id": "0123456789ab",
+        "backbone": "mobilenet_v2",
+        "weights": "none",
+        "image_size": 64,
+        "epochs": total_epochs,
+        "batch_size": 32,
+    }
     write_json_atomic(
         RunFiles(root).config,
         {
             "run_id": run_id,
-            "config": config | {"image_size": 64, "epochs": total_epochs, "batch_size": 32},
+            "config": stored | dict(config or {}),
             "created": created,
             "image_size": 64,
             "blocks": blocks,

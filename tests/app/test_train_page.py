@@ -6,6 +6,7 @@ queues a real job, ``tick()`` "starts" it, and the test writes what a worker wou
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -236,6 +237,40 @@ def test_the_live_view_draws_curves_and_progress_from_the_metrics_file(
     (bar,) = app.get("progress")
     assert bar.proto.text.startswith("Epoch 3/10 · batch 4/8 · 32 images/s · about ")
     assert bar.proto.value == 25  # 2.5 of 10 epochs
+
+
+def test_earlier_runs_on_the_same_dataset_are_ghosts_behind_the_live_curves(
+    app: AppTest, sample: DatasetReport, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    earlier = time.time() - 600
+    fabricate_run(
+        "20261120-090000-aaaaaa",
+        state="completed",
+        val_accuracies=(0.4, 0.6),
+        created=earlier,
+        config={"dataset_id": sample.dataset_id},
+    )
+    fabricate_run(
+        "20261120-100000-bbbbbb", state="completed", val_accuracies=(0.9,), created=earlier
+    )
+    run_id = _running_run(sample, queue)
+    write_metrics(run_id, [epoch_line(1, 0.5)])
+
+    _open(app, sample, run_id)
+
+    assert_no_exception(app)
+    ghost_accuracy, ghost_loss, train_accuracy, val_accuracy, *_ = chart_traces(app)
+    assert (ghost_accuracy["name"], ghost_accuracy["legendgroup"]) == (
+        "earlier runs",
+        "earlier runs",
+    )
+    assert ghost_accuracy["y"] == [0.4, 0.6]
+    assert "#1 mobilenet_v2 · feature extraction" in ghost_loss["hovertemplate"]
+    assert (ghost_accuracy["mode"], ghost_accuracy["line"]["width"]) == ("lines", 1)
+    assert (train_accuracy["name"], val_accuracy["y"]) == ("training", [0.5])
+    assert sum(trace["name"] == "earlier runs" for trace in chart_traces(app)) == 2, (
+        "the run on another dataset is no ghost"
+    )
 
 
 def test_a_two_phase_run_names_its_phase(
