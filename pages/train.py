@@ -8,7 +8,7 @@ so a reload, or a visit after a restart of the app, finds it again.
 import streamlit as st
 
 from tl_core import catalog
-from ui import backbone_view, datasets, run_view, shell, state, training
+from ui import backbone_view, datasets, run_view, shell, state, training, wizard
 from ui.errors import user_errors
 
 shell.ensure_app()
@@ -32,6 +32,8 @@ run_id = state.run_id()
 if run_id is not None:
     with user_errors():
         run_view.render_run(run_id)
+    if run_view.train_step_done():
+        wizard.next_step_link("pages/train.py")
     st.divider()
 
 # With a run on show, the form folds away under it, so that the run stays in view.
