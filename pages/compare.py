@@ -6,7 +6,7 @@ Everything is read from run folders and ladder files on disk, so it survives res
 
 import streamlit as st
 
-from ui import compare_view, run_view, shell
+from ui import compare_view, run_view, runs_view, shell
 from ui.errors import user_errors
 
 shell.ensure_app()
@@ -21,7 +21,7 @@ st.markdown(
 run_view.sync_run_with_url()
 runs = []
 with user_errors():
-    runs = compare_view.load_runs()
+    runs = runs_view.load_runs()
 if not runs:
     st.info(
         "No runs yet: train one on the Train page, then compare it with the next.",

@@ -470,12 +470,16 @@ def ladder_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
         row=1,
         col=1,
     )
+    # Evenly spaced depths: suggested ladders double (0, 1, 2, 4, … 19), which a linear
+    # axis would crowd into its left corner. The range keeps every depth on both panels,
+    # those without a point yet included.
     depths = sorted({row["depth"] for row in rows})
     figure.update_xaxes(
         title_text="top blocks trained (0 = head only)",
-        tickmode="array",
-        tickvals=depths,
-        zeroline=False,
+        type="category",
+        categoryorder="array",
+        categoryarray=depths,
+        range=[-0.5, len(depths) - 0.5],
     )
     figure.update_yaxes(range=[-0.05, 1.05], tickformat=".0%", row=1, col=1)
     figure.update_yaxes(rangemode="tozero", ticksuffix=" s", row=1, col=2)

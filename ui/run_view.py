@@ -5,7 +5,9 @@ Everything shown is read from the run directory (`tl_core.runs`) and the queue
 queue to stop or resume the run. While the run is queued or
 running, the view is an ``st.fragment`` that redraws itself every `POLL_SECONDS`; when the
 run's state changes it reruns the whole app once (so the sidebar and the buttons follow),
-and a run in a final state is drawn once, without polling.
+and a run in a final state is drawn once, without polling. While a run is queued or
+running, the latest earlier runs on its dataset are drawn faintly behind its curves
+("ghosts", `tl_core.compare.ghost_curves`), read at most every `GHOST_TTL_SECONDS`.
 """
 
 from __future__ import annotations
