@@ -31,7 +31,7 @@ with user_errors():
 run_id = state.run_id()
 if run_id is not None:
     with user_errors():
-        run_view.render_run(run_id)
+        run_view.render_run(run_id, ghosts=True)
     if run_view.train_step_done():
         wizard.next_step_link("pages/train.py")
     st.divider()

@@ -153,9 +153,9 @@ def ladder_configs(
 
     Raises:
         ConfigError: for depths that are empty, not whole numbers, repeated, unsorted or
-            out of range; for a two-phase base (its second phase fixes the depth in
-            ``fine_tune_blocks``) and for random weights (frozen random blocks pass
-            almost nothing on, so the shallow rungs could not learn).
+            out of range, and for a two-phase base (its second phase fixes the depth in
+            ``fine_tune_blocks``). A base with random weights is accepted: see
+            `ladder_caveat`.
 
     Example:
         >>> base = RunConfig(dataset_id="0123456789ab", weights="imagenet")
@@ -188,16 +188,31 @@ def ladder_configs(
             "fine-tunes `fine_tune_blocks` blocks whatever the ladder says. "
             "Received: two_phase=True. Pick a single-phase run as the base."
         )
-    if base.from_scratch:
-        raise ConfigError(
-            "Expected `weights` to be pretrained ('imagenet' or a file) for a freeze-depth "
-            "ladder: frozen random blocks pass almost nothing on. Received: weights='none'. "
-            "Pick a run with pretrained weights as the base."
-        )
     return [
         base.with_changes(freeze="fine-tune", unfreeze_last=depth, trainable_blocks=())
         for depth in depths
     ]
+
+
+def ladder_caveat(base: RunConfig) -> str | None:
+    """Return what a viewer should know before reading a ladder on `base`, or ``None``.
+
+    With random weights the frozen blocks of the shallow rungs pass almost nothing on
+    (FIELD_NOTES: output std ~1e-12), so those rungs stay near chance. That is a finding
+    worth showing (freezing only pays with pretrained weights), not an error.
+
+    Example:
+        >>> ladder_caveat(RunConfig(dataset_id="0123456789ab", weights="imagenet")) is None
+        True
+    """
+    if not base.from_scratch:
+        return None
+    return (
+        "This run starts from random weights: frozen random blocks pass almost nothing on, "
+        "so the shallow rungs will stay near chance and only the deep ones can learn. That "
+        "shows why freezing needs pretrained weights; for a fair ladder, pick a run with "
+        "ImageNet weights or a weights file as the base."
+    )
 
 
 def submit_ladder(

@@ -24,6 +24,7 @@ from tl_core.errors import ConfigError
 from tl_core.ladder import (
     Ladder,
     ladder_base,
+    ladder_caveat,
     ladder_configs,
     ladder_results,
     list_ladders,
@@ -179,6 +180,9 @@ def _render_ladder_form(runs: Sequence[RunSummary], labels: dict[str, str]) -> N
         ladder_configs(base.config, depths or [0], num_blocks=base.num_blocks)
     except ConfigError as exc:
         problem = str(exc)
+    caveat = ladder_caveat(base.config)
+    if caveat is not None:
+        st.info(caveat, icon=":material/info:")
     if problem is not None:
         st.warning(escape_markdown(problem), icon=":material/warning:")
     elif len(depths) < 2:

@@ -5,9 +5,9 @@ Everything shown is read from the run directory (`tl_core.runs`) and the queue
 queue to stop or resume the run. While the run is queued or
 running, the view is an ``st.fragment`` that redraws itself every `POLL_SECONDS`; when the
 run's state changes it reruns the whole app once (so the sidebar and the buttons follow),
-and a run in a final state is drawn once, without polling. While a run is queued or
-running, the latest earlier runs on its dataset are drawn faintly behind its curves
-("ghosts", `tl_core.compare.ghost_curves`), read at most every `GHOST_TTL_SECONDS`.
+and a run in a final state is drawn once, without polling. On the Train page the latest
+earlier runs on its dataset are drawn faintly behind its curves ("ghosts",
+`tl_core.compare.ghost_curves`), read at most every `GHOST_TTL_SECONDS`.
 """
 
 from __future__ import annotations
@@ -106,15 +106,20 @@ def train_step_done() -> bool:
     return status is not None and status.state == "completed"
 
 
-def render_run(run_id: str) -> None:
+def render_run(run_id: str, *, ghosts: bool = False) -> None:
     """Draw the run `run_id`, live while it is queued or running.
+
+    Args:
+        run_id: the run.
+        ghosts: draw the latest earlier runs on its dataset faintly behind its curves
+            (default False; the Train page's yardstick).
 
     Raises `TLError` when the id is malformed or names no run.
     """
     summarize_run(run_id)  # raises for an id that names no run
     states = _states(run_id)
     poll = POLL_SECONDS if ACTIVE_STATES.intersection(filter(None, states)) else None
-    st.fragment(_live_run, run_every=poll)(run_id, states)
+    st.fragment(_live_run, run_every=poll)(run_id, states, ghosts)
 
 
 def _states(run_id: str) -> tuple[str, str | None]:
@@ -130,7 +135,7 @@ def _states(run_id: str) -> tuple[str, str | None]:
         return status.state, None
 
 
-def _live_run(run_id: str, drawn: tuple[str, str | None]) -> None:
+def _live_run(run_id: str, drawn: tuple[str, str | None], with_ghosts: bool) -> None:
     """The fragment's body: redrawn from disk on every tick (cheap for a finished run)."""
     with user_errors():
         if _states(run_id) != drawn:
@@ -158,9 +163,7 @@ def _live_run(run_id: str, drawn: tuple[str, str | None]) -> None:
         else:
             _render_result(summary)
         last_time = epochs[-1].get("time") if epochs else None
-        # Earlier runs are a yardstick while this one trains; a finished run is set
-        # against others on the Compare page.
-        ghosts = _ghosts(run_id, str(tl_home())) if summary.state in ACTIVE_STATES else []
+        ghosts = _ghosts(run_id, str(tl_home())) if with_ghosts else []
         figure = _curves(
             run_id,
             len(epochs),
