@@ -295,6 +295,86 @@ def _cmd_embeddings(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from tl_core.compare import config_diff, load_compared_runs
+
+    if len(args.run_ids) < 2:
+        raise _UsageError("compare needs at least two run ids")
+    runs = load_compared_runs(args.run_ids)
+    diff = config_diff({run.run_id: run.config for run in runs})
+    result = {
+        "runs": [{"run_id": run.run_id, "label": run.label} for run in runs],
+        "config_diff": {
+            field: {run.run_id: diff.loc[field, run.run_id] for run in runs} for field in diff.index
+        },
+        "metrics": {run.run_id: _run_results(run) for run in runs},
+    }
+    _emit(result, args.json, _describe_comparison)
+    return EXIT_OK
+
+
+def _run_results(run: Any) -> dict[str, Any]:
+    from tl_core.compare import median_epoch_seconds
+
+    last = run.epochs[-1] if run.epochs else {}
+    return {
+        "state": run.summary.state,
+        "best_val_accuracy": run.summary.best_val_accuracy,
+        "best_epoch": run.summary.best_epoch,
+        "final_val_accuracy": last.get("val_accuracy"),
+        "final_val_loss": last.get("val_loss"),
+        "epochs": run.summary.epochs_done,
+        "seconds_per_epoch": median_epoch_seconds(run.epochs),
+        "trainable_params": run.trainable_params,
+        "eval_accuracy": run.eval_accuracy,
+    }
+
+
+def _describe_comparison(doc: dict[str, Any]) -> str:
+    ids = [run["run_id"] for run in doc["runs"]]
+    lines = [f"{run['run_id']}  {run['label']}" for run in doc["runs"]]
+    lines.append("differing settings:" if doc["config_diff"] else "no differing settings")
+    lines += [
+        f"  {field}: " + " | ".join(str(values[run_id]) for run_id in ids)
+        for field, values in doc["config_diff"].items()
+    ]
+    metric_names = list(doc["metrics"][ids[0]])
+    lines += [
+        f"{name}: " + " | ".join(str(doc["metrics"][run_id][name]) for run_id in ids)
+        for name in metric_names
+    ]
+    return "\n".join(lines)
+
+
+def _cmd_ladder(args: argparse.Namespace) -> int:
+    from tl_core.ladder import ladder_base, ladder_caveat, submit_ladder, suggest_depths
+
+    base = ladder_base(args.run_id)
+    try:
+        depths = (
+            sorted({int(d) for d in args.depths.split(",")})
+            if args.depths
+            else suggest_depths(base.num_blocks)
+        )
+    except ValueError:
+        raise _UsageError(
+            f"--depths must be comma-separated numbers, got {args.depths!r}"
+        ) from None
+    ladder = submit_ladder(base.config, depths, base_run_id=base.run_id, num_blocks=base.num_blocks)
+    result = ladder.to_json() | {"caveat": ladder_caveat(base.config)}
+    _emit(
+        result,
+        args.json,
+        lambda r: "\n".join(
+            [f"ladder {r['ladder_id']}: queued {len(r['run_ids'])} runs"]
+            + [f"  top {d} blocks: {run}" for d, run in zip(r["depths"], r["run_ids"], strict=True)]
+            + ([f"note: {r['caveat']}"] if r["caveat"] else [])
+            + ["they train when a scheduler runs (the app's, or `python -m tl_core scheduler`)"]
+        ),
+    )
+    return EXIT_OK
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from tl_core.export import export_model
 
@@ -412,6 +492,21 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--tsne", action="store_true", help="t-SNE instead of PCA (slower)")
     embed.add_argument("--json", action="store_true", help="print one JSON document")
     embed.set_defaults(handler=_cmd_embeddings)
+
+    compare = sub.add_parser("compare", help="settings that differ and results, side by side")
+    compare.add_argument("run_ids", nargs="+", help="two or more run ids")
+    compare.add_argument("--json", action="store_true", help="print one JSON document")
+    compare.set_defaults(handler=_cmd_compare)
+
+    ladder = sub.add_parser(
+        "ladder", help="queue runs that differ only in how many top blocks train"
+    )
+    ladder.add_argument("run_id", help="the run whose settings every rung copies")
+    ladder.add_argument(
+        "--depths", help="comma-separated top-block counts, e.g. 0,1,2,4 (default: suggested)"
+    )
+    ladder.add_argument("--json", action="store_true", help="print one JSON document")
+    ladder.set_defaults(handler=_cmd_ladder)
 
     export = sub.add_parser("export", help="export a trained model (.keras or .tflite)")
     export.add_argument("run_dir", help="the run folder (holds model.keras)")
