@@ -1,9 +1,9 @@
 """tl_core: the model logic of the transfer-learning studio, free of any UI.
 
 The facade below is the supported surface for scripts and notebooks: ingest a dataset,
-configure and train a run (in the foreground, or queued with `submit`), evaluate, predict
-and export. Importing it is cheap: TensorFlow is imported only by the functions that
-build, train or run models.
+configure and train a run (in the foreground, or queued with `submit`; a freeze-depth
+ladder with `submit_ladder`), evaluate, embed, predict and export. Importing it is cheap:
+TensorFlow is imported only by the functions that build, train or run models.
 
 Example:
     >>> from tl_core import ingest_archive
@@ -31,9 +31,10 @@ from tl_core.errors import (
     TLError,
     WeightsUnavailable,
 )
-from tl_core.evaluate import evaluate_run
-from tl_core.export import export_model
+from tl_core.evaluate import embeddings, evaluate_run
+from tl_core.export import export_model, model_card
 from tl_core.jobs import request_stop, submit
+from tl_core.ladder import ladder_configs, submit_ladder
 from tl_core.predict import predict_images
 from tl_core.train import prepare_run, train_run
 from tl_core.workspace import tl_home
@@ -55,17 +56,21 @@ __all__ = [
     "TLError",
     "WeightsUnavailable",
     "__version__",
+    "embeddings",
     "evaluate_run",
     "export_model",
     "get_backbone",
     "ingest_archive",
+    "ladder_configs",
     "list_backbones",
     "list_datasets",
     "load_dataset",
+    "model_card",
     "predict_images",
     "prepare_run",
     "request_stop",
     "submit",
+    "submit_ladder",
     "tl_home",
     "train_run",
 ]
