@@ -27,7 +27,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from tl_core.plots import FROZEN_COLOR
+from tl_core.plots import FROZEN_COLOR, plotly_text
 
 __all__ = [
     "DRIFT_COLORSCALE",
@@ -82,7 +82,7 @@ def confusion_matrix_figure(
     """
     counts = [[int(count) for count in row] for row in matrix]
     shares = [[count / sum(row) if sum(row) else 0.0 for count in row] for row in counts]
-    names = [_plotly_safe(name) for name in class_names]
+    names = [plotly_text(name) for name in class_names]
     annotated = len(names) <= MAX_ANNOTATED_CLASSES
     figure = go.Figure(
         go.Heatmap(
@@ -154,7 +154,7 @@ def embedding_figure(
         members = [i for i, label in enumerate(labels) if label == index]
         if not members:
             continue
-        safe = _plotly_safe(name)
+        safe = plotly_text(name)
         figure.add_scatter(
             x=[points[i][0] for i in members],
             y=[points[i][1] for i in members],
@@ -162,13 +162,13 @@ def embedding_figure(
             legendgroup=safe,
             mode="markers",
             marker={"color": colors[index], "size": 7, "opacity": 0.85},
-            customdata=[_plotly_safe(names[i]) for i in members] if names else None,
+            customdata=[plotly_text(names[i]) for i in members] if names else None,
             hovertemplate=(
                 f"<b>{safe}</b>" + ("<br>%{customdata}" if names else "") + "<extra></extra>"
             ),
         )
     figure.update_layout(
-        title={"text": _plotly_safe(title), "x": 0.5, "xanchor": "center"},
+        title={"text": plotly_text(title), "x": 0.5, "xanchor": "center"},
         height=380,
         margin={"l": 0, "r": 0, "t": 40, "b": 0},
         # Projected coordinates have no unit worth reading: only the grouping matters.
@@ -231,7 +231,7 @@ def drift_figure(table: Mapping[str, Any]) -> go.Figure:
         [('moved', ([None, None], [0.01, 0.03])), ('frozen', ([0.0, 0.0], [None, None]))]
     """
     epochs = list(table["epochs"])
-    blocks = [_plotly_safe(name) for name in table["blocks"]]
+    blocks = [plotly_text(name) for name in table["blocks"]]
     values = [list(row) for row in table["values"]]
     frozen = frozen_rows(values)
     moved = [
@@ -277,7 +277,7 @@ def drift_figure(table: Mapping[str, Any]) -> go.Figure:
             figure.add_vline(
                 x=epoch - 0.5,
                 line={"dash": "dash", "color": "#334155", "width": 1.5},
-                annotation={"text": _plotly_safe(str(phase)), "font": {"size": 11}},
+                annotation={"text": plotly_text(str(phase)), "font": {"size": 11}},
                 annotation_position="top right",
             )
     figure.update_layout(
@@ -289,8 +289,3 @@ def drift_figure(table: Mapping[str, Any]) -> go.Figure:
         uirevision="weight-drift",
     )
     return figure
-
-
-def _plotly_safe(text: str) -> str:
-    """`text` for a Plotly label or hover: no markup, no template fields."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace("%{", "%&#8203;{")

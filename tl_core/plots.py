@@ -29,6 +29,7 @@ __all__ = [
     "compare_curves_figure",
     "freeze_strip_figure",
     "ladder_figure",
+    "plotly_text",
     "strip_widths",
     "training_curves_figure",
 ]
@@ -292,7 +293,7 @@ def _add_ghost(
             mode="lines",
             line={"color": GHOST_COLOR, "width": 1},
             hovertemplate=(
-                f"{_hover_safe(label)}<br>epoch %{{x}}: %{{y:{value_format}}}"
+                f"{plotly_text(label)}<br>epoch %{{x}}: %{{y:{value_format}}}"
                 "<extra>earlier run</extra>"
             ),
             row=1,
@@ -300,9 +301,15 @@ def _add_ghost(
         )
 
 
-def _hover_safe(text: str) -> str:
-    """`text` for a hover template: no markup, no template fields."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace("%{", "%​{")
+def plotly_text(text: str) -> str:
+    """Return `text` (a class name, a run label) safe in a Plotly label or hover template:
+    no markup, no template fields.
+
+    Example:
+        >>> plotly_text("<b>cats & %{dogs}")
+        '&lt;b>cats &amp; %&#8203;{dogs}'
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace("%{", "%&#8203;{")
 
 
 def _epoch_axes(figure: go.Figure, span: int) -> None:
@@ -385,7 +392,7 @@ def compare_curves_figure(
                     line={"color": color, "width": 2 if bold else 1.5, **dash},
                     marker={"size": 5},
                     hovertemplate=(
-                        f"{_hover_safe(label)}<br>epoch %{{x}}: %{{y:{value_format}}}"
+                        f"{plotly_text(label)}<br>epoch %{{x}}: %{{y:{value_format}}}"
                         f"<extra>{kind}</extra>"
                     ),
                     row=1,

@@ -53,7 +53,7 @@ def test_ghosts_come_first_so_they_are_drawn_behind_the_run() -> None:
 def test_a_ghost_label_cannot_inject_markup_or_template_fields() -> None:
     figure = training_curves_figure([], ghosts=[("<b>%{y}</b>", _lines(0.3))])
 
-    assert figure.data[0].hovertemplate.startswith("&lt;b>%\u200b{y}&lt;/b><br>")
+    assert figure.data[0].hovertemplate.startswith("&lt;b>%&#8203;{y}&lt;/b><br>")
 
 
 def test_ghosts_keep_the_runs_own_frame() -> None:
