@@ -6,9 +6,9 @@ loads a model); each tab starts its own only when it is opened, the Metrics tab 
 
 import streamlit as st
 
-from ui import evaluate_view, run_view, shell
+from ui import evaluate_view, shell
 from ui.errors import user_errors
-from ui.trained_runs import pick_trained_run, trained_runs
+from ui.trained_runs import pick_trained_run, require_trained_runs
 
 shell.ensure_app()
 
@@ -19,17 +19,9 @@ st.markdown(
     "training moved."
 )
 
-run_view.sync_run_with_url()
-runs = []
-with user_errors():
-    runs = trained_runs()
-if not runs:
-    st.info(
-        "No trained run yet: train one on the Train page, then evaluate it here.",
-        icon=":material/info:",
-    )
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
+runs = require_trained_runs(
+    "No trained run yet: train one on the Train page, then evaluate it here."
+)
 
 run = pick_trained_run(runs, key=evaluate_view.RUN_PICKER, label="Trained run")
 metrics, gradcam, embeddings, drift = st.tabs(

@@ -9,9 +9,9 @@ processes (`ui.analysis`); this page only reads their results.
 import streamlit as st
 
 from tl_core.runs import run_path
-from ui import predict_export_view, run_view, shell, state
+from ui import predict_export_view, shell, state
 from ui.errors import user_errors
-from ui.trained_runs import pick_trained_run, trained_runs
+from ui.trained_runs import pick_trained_run, require_trained_runs
 
 shell.ensure_app()
 
@@ -21,17 +21,9 @@ st.markdown(
     "it for use outside this studio."
 )
 
-run_view.sync_run_with_url()
-runs = []
-with user_errors():
-    runs = trained_runs()
-if not runs:
-    st.info(
-        "No trained model yet: train one on the Train page, then come back here.",
-        icon=":material/info:",
-    )
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
+runs = require_trained_runs(
+    "No trained model yet: train one on the Train page, then come back here."
+)
 
 run = pick_trained_run(runs, key=predict_export_view.RUN_PICKER, label="Trained run")
 run_dir = run_path(run.run_id)

@@ -12,12 +12,33 @@ from collections.abc import Sequence
 import streamlit as st
 
 from tl_core.runs import RunFiles, RunSummary, list_runs, run_path
-from ui import state
+from ui import run_view, state
+from ui.errors import user_errors
 
 
 def trained_runs() -> list[RunSummary]:
     """Every run with a trained model on disk, newest first."""
     return [run for run in list_runs() if RunFiles(run_path(run.run_id)).model.is_file()]
+
+
+def require_trained_runs(missing: str) -> list[RunSummary]:
+    """Return the trained runs; without any, say `missing`, link to Train and stop the page.
+
+    Also syncs the session's run with the URL (``?run=``) first, so that a shared link
+    preselects its run.
+
+    Args:
+        missing: what to tell the user when there is no trained run yet.
+    """
+    run_view.sync_run_with_url()
+    runs: list[RunSummary] = []
+    with user_errors():
+        runs = trained_runs()
+    if not runs:
+        st.info(missing, icon=":material/info:")
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.stop()
+    return runs
 
 
 def run_label(run: RunSummary) -> str:

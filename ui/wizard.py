@@ -72,7 +72,7 @@ STEPS: tuple[WizardStep, ...] = (
         title="Predict & Export",
         script="pages/predict_export.py",
         icon=":material/download:",
-        url_path="export",
+        url_path="predict_export",
         is_done=state.exported,
     ),
 )

@@ -56,8 +56,8 @@ def run_dir() -> Path:
 
 
 def _open(app: AppTest) -> AppTest:
-    """Open the page. Its address (``/export``) is not its file name, so AppTest can
-    switch to it only once a first run has registered the pages."""
+    """Open the page: AppTest can switch to a page only once a first run has registered
+    the pages with ``st.navigation``."""
     app.run()
     app.switch_page(PAGE)
     return app.run()
