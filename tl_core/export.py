@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tl_core.errors import ExportError
+from tl_core.markdown import escape_markdown
 from tl_core.runs import RunFiles, read_json, read_metrics, read_status
 
 __all__ = [
@@ -472,17 +473,17 @@ def _data_section(doc: dict[str, Any], config: dict[str, Any]) -> list[str]:
     dataset_id = config.get("dataset_id", "?")
     try:
         report = load_dataset(dataset_id)
-        lines.append(f"- Dataset: `{report.source_name}` (id `{dataset_id}`)")
+        lines.append(f"- Dataset: {escape_markdown(report.source_name)} (id `{dataset_id}`)")
         counts: dict[str, int] = dict(report.classes)
     except DataError:
         lines.append(f"- Dataset: id `{dataset_id}` (no longer stored here)")
         counts = {}
     names = doc.get("class_names", sorted(counts))
-    lines.append(f"- Classes ({len(names)}): " + ", ".join(f"`{n}`" for n in names))
+    lines.append(f"- Classes ({len(names)}): " + ", ".join(escape_markdown(n) for n in names))
     lines.append("")
     if counts:
         lines += ["| class | images |", "|---|---:|"]
-        lines += [f"| {name} | {counts.get(name, 0)} |" for name in names]
+        lines += [f"| {escape_markdown(name)} | {counts.get(name, 0)} |" for name in names]
         lines.append("")
     source = {"archive": "the archive's own val/ folder", "drawn": "a seeded stratified draw"}
     if "num_train" in doc:
@@ -578,15 +579,16 @@ def _metrics_section(files: RunFiles) -> list[str]:
         ]
         for name, row in evaluation["per_class"].items():
             lines.append(
-                f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} "
-                f"| {row['support']} |"
+                f"| {escape_markdown(name)} | {row['precision']:.3f} | {row['recall']:.3f} "
+                f"| {row['f1']:.3f} | {row['support']} |"
             )
         confused = evaluation.get("most_confused") or []
         if confused:
             top = confused[0]
             lines += [
                 "",
-                f"Most confused: `{top['true']}` taken for `{top['predicted']}` "
+                f"Most confused: {escape_markdown(top['true'])} taken for "
+                f"{escape_markdown(top['predicted'])} "
                 f"({top['count']} {'time' if top['count'] == 1 else 'times'}).",
             ]
     else:

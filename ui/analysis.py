@@ -17,8 +17,8 @@ from typing import Any
 import streamlit as st
 
 from tl_core.analysis import Analysis, forget_analysis, request_analysis
+from tl_core.markdown import escape_markdown
 from ui.errors import user_errors
-from ui.text import escape_markdown
 
 #: Seconds between two looks at a running analysis.
 POLL_SECONDS = 1.0

@@ -23,9 +23,9 @@ from tl_core.backbones import (
 )
 from tl_core.errors import ConfigError
 from tl_core.estimate import relative_speed
+from tl_core.markdown import escape_markdown
 from ui import datasets, state
 from ui.errors import user_errors
-from ui.text import escape_markdown
 
 #: Largest input side offered; `RunConfig` accepts 32–512.
 MAX_IMAGE_SIZE = 512

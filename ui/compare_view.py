@@ -31,11 +31,11 @@ from tl_core.ladder import (
     submit_ladder,
     suggest_depths,
 )
+from tl_core.markdown import escape_markdown
 from tl_core.plots import compare_curves_figure, ladder_figure
 from tl_core.runs import ACTIVE_STATES, FINAL_STATES, RunSummary
 from ui import state
 from ui.errors import user_errors
-from ui.text import escape_markdown
 
 #: Widget key of the runs-to-compare multiselect.
 RUN_SELECT = "compare_runs"

@@ -15,8 +15,8 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from tl_core import DatasetReport, TLError, ingest_archive, load_dataset
+from tl_core.markdown import escape_markdown
 from ui import state
-from ui.text import escape_markdown
 
 #: The offline sample, built by ``scripts/make_sample_dataset.py`` (``make sample``).
 SAMPLE_ARCHIVE = Path(__file__).resolve().parents[1] / "assets" / "sample_shapes.zip"

@@ -34,12 +34,12 @@ from tl_core.evaluation_plots import (
     embedding_figure,
     frozen_rows,
 )
+from tl_core.markdown import escape_markdown
 from tl_core.runs import RunFiles, RunSummary, read_json, run_path
 from tl_core.workspace import safe_join
 from ui import state
 from ui.analysis import await_analysis
 from ui.errors import user_errors
-from ui.text import escape_markdown
 
 #: Widget key of the trained-run picker.
 RUN_PICKER = "evaluate_run_picker"

@@ -26,12 +26,12 @@ from tl_core import DataError, TLError, load_dataset
 from tl_core.analysis import analysis_folder, forget_analysis, result_path
 from tl_core.data.dataset import split_dataset
 from tl_core.export import model_card
+from tl_core.markdown import escape_markdown
 from tl_core.predict import OVERLAY_SIDE
 from tl_core.runs import RunFiles, read_json
 from tl_core.uploads import store_upload
 from ui import state
 from ui.analysis import await_analysis
-from ui.text import escape_markdown
 
 #: Widget key of the trained-run picker.
 RUN_PICKER = "predict_run_picker"

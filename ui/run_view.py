@@ -21,6 +21,7 @@ import streamlit as st
 from tl_core import JobError, TLError, tl_home
 from tl_core.compare import ghost_curves
 from tl_core.jobs import get, list_jobs, queue_position, request_stop, resume
+from tl_core.markdown import escape_markdown
 from tl_core.plots import training_curves_figure
 from tl_core.progress import describe_duration, training_progress
 from tl_core.runs import (
@@ -37,7 +38,6 @@ from tl_core.runs import (
 )
 from ui import state
 from ui.errors import user_errors
-from ui.text import escape_markdown
 
 #: Seconds between redraws of a queued or running run. Half a second brings a new epoch
 #: from the metrics file to the screen within a second (``python -m bench ui``).

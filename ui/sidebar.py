@@ -6,8 +6,8 @@ import streamlit as st
 
 from tl_core import DatasetReport, TLError
 from tl_core.backbones import get_backbone
+from tl_core.markdown import escape_markdown
 from ui import backbone_view, datasets, jobs, layers_view, run_view, state
-from ui.text import escape_markdown
 from ui.wizard import STEPS
 
 #: Class names listed by name in the sidebar before it says "and N more".

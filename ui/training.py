@@ -19,9 +19,9 @@ from tl_core import DatasetReport, ImageRecord
 from tl_core.augment import CONTRAST_FACTOR, ROTATION_FACTOR, ZOOM_FACTOR, augment_preview
 from tl_core.config import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, RunConfig
 from tl_core.jobs import submit
+from tl_core.markdown import escape_markdown
 from ui import state
 from ui.layers_view import current_device
-from ui.text import escape_markdown
 
 #: Learning rates offered (a log scale; both defaults are among them).
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 0.1)

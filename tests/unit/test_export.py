@@ -191,7 +191,7 @@ def test_model_card_has_the_key_sections_and_the_evaluation(
     for heading in ("## Data", "## Configuration", "## Metrics", "## Device", "## Versions"):
         assert f"\n{heading}\n" in card
     assert card.startswith("# Model card: learned\n")
-    assert "`easy.zip`" in card
+    assert "- Dataset: easy.zip (id `" in card
     assert "| blob | 24 |" in card
     assert "57 training / 15 validation images" in card
     assert "`mobilenet_v3_small`" in card
@@ -199,7 +199,7 @@ def test_model_card_has_the_key_sections_and_the_evaluation(
     assert "head and all 13 backbone blocks" in card
     assert "- Best validation accuracy: " in card
     assert "| vstripes | 1.000 | 0.500 | 0.667 | 2 |" in card
-    assert "`vstripes` taken for `hstripes` (1 time)" in card
+    assert "vstripes taken for hstripes (1 time)" in card
     assert "- keras: 3." in card
     assert "- Created: 20" in card and "(completed)" in card
 
@@ -210,7 +210,20 @@ def test_model_card_without_the_dataset_or_evaluation_still_describes_the_run(
     card = model_card(learned_run)  # this test's TL_HOME does not hold the dataset
 
     assert "(no longer stored here)" in card
-    assert "Classes (3): `blob`, `hstripes`, `vstripes`" in card
+    assert "Classes (3): blob, hstripes, vstripes" in card
+
+
+def test_model_card_escapes_names_that_markdown_would_read_as_markup(
+    learned_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    doc = json.loads((learned_run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps(doc | {"class_names": ["a|b", "[x](http://e)"]}))
+
+    card = model_card(run)
+
+    assert r"Classes (2): a\|b, \[x\](http://e)" in card
 
 
 def test_exporting_without_a_model_or_to_a_wrong_name_says_what_to_do(

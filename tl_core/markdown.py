@@ -1,4 +1,7 @@
-"""Turn text from outside (file names, class names, error messages) into safe Markdown."""
+"""Turn text from outside (file names, class names, error messages) into safe Markdown.
+
+Used by the model card (`tl_core.export`) and by every page that shows such text.
+"""
 
 from __future__ import annotations
 
