@@ -212,7 +212,7 @@ def render_gallery(report: DatasetReport) -> None:
         # A tab switch reruns only this fragment, outside the page's own error handling.
         with tab, user_errors():
             st.image(
-                [_thumbnail(str(report.root / record.path)) for record in examples],
+                [thumbnail(str(report.root / record.path)) for record in examples],
                 caption=[_caption(record, report.split is not None) for record in examples],
                 width=THUMBNAIL_WIDTH,
             )
@@ -233,12 +233,16 @@ def _spread(records: list[ImageRecord], count: int) -> list[ImageRecord]:
 
 
 @st.cache_data(max_entries=4096, show_spinner=False)
-def _thumbnail(path: str) -> bytes:
-    # Stored images never change (a dataset folder is named by its content hash), so a
-    # thumbnail is keyed by its path alone.
+def thumbnail(path: str, width: int = THUMBNAIL_WIDTH) -> bytes:
+    """Return a JPEG of the stored image `path`, sharp when shown `width` pixels wide.
+
+    Stored images never change (a dataset folder is named by its content hash), so a
+    thumbnail is cached by its path and width alone.
+    """
+    side = 2 * width  # for screens with two device pixels per CSS pixel
     with Image.open(Path(path)) as image:
-        image.draft("RGB", (2 * THUMBNAIL_WIDTH, 2 * THUMBNAIL_WIDTH))
-        image.thumbnail((2 * THUMBNAIL_WIDTH, 2 * THUMBNAIL_WIDTH))
+        image.draft("RGB", (side, side))
+        image.thumbnail((side, side))
         out = io.BytesIO()
         image.convert("RGB").save(out, format="JPEG", quality=85)
     return out.getvalue()

@@ -13,7 +13,6 @@ starts only when its view is drawn.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,7 +20,6 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from PIL import Image
 
 from tl_core import DatasetReport, load_dataset
 from tl_core.analysis import analysis_folder, forget_analysis
@@ -39,6 +37,7 @@ from tl_core.runs import RunFiles, RunSummary, read_json, run_path
 from tl_core.workspace import safe_join
 from ui import state
 from ui.analysis import await_analysis
+from ui.dataset_view import thumbnail
 from ui.errors import user_errors
 
 #: Widget key of the trained-run picker.
@@ -437,7 +436,7 @@ def _render_misclassified(run: RunSummary, doc: Mapping[str, Any]) -> None:
     shown = rows if show_all else rows[:MISCLASSIFIED_SHOWN]
     report = load_dataset(doc.get("dataset_id") or run.dataset_id or "")
     st.image(
-        [_thumbnail(str(image_file(report, row["path"]))) for row in shown],
+        [thumbnail(str(image_file(report, row["path"])), THUMBNAIL_WIDTH) for row in shown],
         caption=[
             f"{escape_markdown(row['true'])} taken for {escape_markdown(row['predicted'])} "
             f"· {row['confidence']:.0%}"
@@ -445,19 +444,6 @@ def _render_misclassified(run: RunSummary, doc: Mapping[str, Any]) -> None:
         ],
         width=THUMBNAIL_WIDTH,
     )
-
-
-@st.cache_data(max_entries=1024, show_spinner=False)
-def _thumbnail(path: str) -> bytes:
-    # Stored images never change (a dataset folder is named by its content hash), so a
-    # thumbnail is keyed by its path alone.
-    side = 2 * THUMBNAIL_WIDTH
-    with Image.open(Path(path)) as image:
-        image.draft("RGB", (side, side))
-        image.thumbnail((side, side))
-        out = io.BytesIO()
-        image.convert("RGB").save(out, format="JPEG", quality=85)
-    return out.getvalue()
 
 
 def render_gradcam(run: RunSummary, runs: Sequence[RunSummary]) -> None:
