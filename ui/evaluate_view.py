@@ -322,19 +322,19 @@ def _last_value(row: Sequence[float | None], epochs: Sequence[int]) -> tuple[flo
 # --- views -----------------------------------------------------------------------------------
 
 
+def _evaluation(run: RunSummary, waiting: str, key: str) -> dict[str, Any] | None:
+    """The run's ``evaluate`` analysis (shared by the tabs that need it), or ``None`` yet."""
+    run_dir = run_path(run.run_id)
+    return await_analysis(run_dir, evaluate_args(run_dir), waiting=waiting, key=key)
+
+
 def render_metrics(run: RunSummary) -> None:
     """The Metrics tab: scores, confusion matrix, per-class table, the worst mistakes.
 
     Starts the run's evaluation when nobody has yet; marks the Evaluate step done once
     the metrics are shown.
     """
-    run_dir = run_path(run.run_id)
-    doc = await_analysis(
-        run_dir,
-        evaluate_args(run_dir),
-        waiting="Evaluating the model on its validation images",
-        key=EVALUATE_ANALYSIS,
-    )
+    doc = _evaluation(run, "Evaluating the model on its validation images", EVALUATE_ANALYSIS)
     if doc is None:
         return
     _render_scores(doc)
@@ -458,11 +458,10 @@ def render_gradcam(run: RunSummary, runs: Sequence[RunSummary]) -> None:
     """
     st.caption(GRADCAM_EXPLAINED)
     run_dir = run_path(run.run_id)
-    doc = await_analysis(
-        run_dir,
-        evaluate_args(run_dir),
-        waiting="Evaluating the model first (Grad-CAM opens on its worst mistake)",
-        key=GRADCAM_EVALUATE_ANALYSIS,
+    doc = _evaluation(
+        run,
+        "Evaluating the model first (Grad-CAM opens on its worst mistake)",
+        GRADCAM_EVALUATE_ANALYSIS,
     )
     if doc is None:
         return
