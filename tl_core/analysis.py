@@ -10,12 +10,19 @@ analysis of a trained run is one ``python -m tl_core`` CLI command (``evaluate``
     RUN_DIR/analysis/<key>.json        the command's JSON document, once it succeeded
     RUN_DIR/analysis/<key>.error.json  {"error", "exit_code"} once it failed
     RUN_DIR/analysis/<key>.pid         while it runs: {"pid", "start_time", "started_at"}
+    RUN_DIR/analysis/<key>.waiting     while it waits for a free slot (see below)
     RUN_DIR/analysis/<key>.log         what the process printed (TensorFlow's notes, a crash)
 
 The key hashes the command and the model file's size and time, so a resumed run that
 wrote a new model gets fresh analyses, and every session that asks for the same analysis
 of the same model shares one process and one result: a class of twenty opening the same
 run's Evaluate page starts one evaluation. Results survive reloads and app restarts.
+
+Each process loads TensorFlow and a model (about half a gigabyte), so at most
+`analysis_slots` of them work at once per workspace (``TL_ANALYSIS_SLOTS``, default half
+the CPU cores, 1 to 4): the others wait their turn on a lock file, before importing
+TensorFlow, and say so. A class opening twenty different runs at once queues, rather
+than running the shared box out of memory.
 
 Example:
     >>> first = request_analysis(run_dir, ["evaluate", str(run_dir)])  # doctest: +SKIP
@@ -27,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -35,8 +43,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,8 +56,10 @@ from tl_core.workspace import tl_home
 
 __all__ = [
     "ANALYSIS_DIR",
+    "SLOTS_ENV",
     "Analysis",
     "analysis_folder",
+    "analysis_slots",
     "forget_analysis",
     "request_analysis",
     "result_path",
@@ -62,8 +72,14 @@ ANALYSIS_DIR = "analysis"
 #: as running for this long; after that its starter is taken to have died.
 _SPAWN_GRACE_S = 30.0
 
+#: Environment variable: how many analyses may work at once in one workspace.
+SLOTS_ENV = "TL_ANALYSIS_SLOTS"
+
 #: How much of the log a failure report quotes.
 _LOG_TAIL_CHARS = 2000
+
+#: Seconds between two tries for a free slot.
+_SLOT_POLL_S = 0.25
 
 #: Processes this process started, kept until they end so that they are reaped (no
 #: zombies in a long-lived web server) and not reported as leaked while still running.
@@ -83,6 +99,8 @@ class Analysis:
         internal: the failure is a bug (exit 1 or a crash), not bad input (exit 2).
         started_at: Unix time the process started, while it runs.
         log: path of the process's output, for a failure report.
+        waiting: while running, the process still waits for a free slot
+            (`analysis_slots`).
     """
 
     state: str
@@ -91,6 +109,7 @@ class Analysis:
     internal: bool = False
     started_at: float | None = None
     log: Path | None = None
+    waiting: bool = False
 
 
 def analysis_folder(run_dir: Path | str) -> Path:
@@ -115,6 +134,7 @@ class _Paths:
     error: Path
     pid: Path
     log: Path
+    waiting: Path
 
     @classmethod
     def of(cls, folder: Path, key: str) -> _Paths:
@@ -123,6 +143,7 @@ class _Paths:
             folder / f"{key}.error.json",
             folder / f"{key}.pid",
             folder / f"{key}.log",
+            folder / f"{key}.waiting",
         )
 
 
@@ -196,13 +217,16 @@ def _running(paths: _Paths) -> Analysis | None:
         return None
     started_at = float(marker.get("started_at") or 0.0)
     pid = marker.get("pid")
-    if pid is None and time.time() - started_at < _SPAWN_GRACE_S:
-        return Analysis("running", started_at=started_at, log=paths.log)
-    if pid is not None and process_alive(int(pid), marker.get("start_time")):
-        return Analysis("running", started_at=started_at, log=paths.log)
+    if (pid is None and time.time() - started_at < _SPAWN_GRACE_S) or (
+        pid is not None and process_alive(int(pid), marker.get("start_time"))
+    ):
+        return Analysis(
+            "running", started_at=started_at, log=paths.log, waiting=paths.waiting.exists()
+        )
     if _settled(paths) is None:  # died without a word: a crash, an OOM kill
         _record_failure(paths, 1, "The analysis process ended without a result.")
     paths.pid.unlink(missing_ok=True)
+    paths.waiting.unlink(missing_ok=True)
     return None
 
 
@@ -258,17 +282,57 @@ def _error_line(stderr: str) -> str:
     return lines[-1].removeprefix("error: ") if lines else "The analysis failed."
 
 
+def analysis_slots() -> int:
+    """Return how many analyses may work at once: ``TL_ANALYSIS_SLOTS``, or half the CPU
+    cores (at least 1, at most 4).
+
+    Raises:
+        JobError: ``TL_ANALYSIS_SLOTS`` is set but not a positive whole number.
+    """
+    value = os.environ.get(SLOTS_ENV, "").strip()
+    if not value:
+        return max(1, min(4, (os.cpu_count() or 2) // 2))
+    if not value.isdigit() or int(value) < 1:
+        raise JobError(
+            f"Expected `{SLOTS_ENV}` to be a whole number of at least 1. "
+            f"Received: {SLOTS_ENV}={value!r}"
+        )
+    return int(value)
+
+
+@contextmanager
+def _analysis_slot(paths: _Paths) -> Iterator[None]:
+    """Hold one of the workspace's `analysis_slots` while the block runs; wait for one,
+    with ``KEY.waiting`` on disk meanwhile. A slot is an exclusive lock on a file, so the
+    system frees it when its holder dies."""
+    locks = tl_home() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    slots = analysis_slots()
+    while True:
+        for index in range(slots):
+            with (locks / f"analysis-{index}.lock").open("a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                paths.waiting.unlink(missing_ok=True)
+                yield  # closing the file at the end of `with` releases the lock
+                return
+        paths.waiting.touch()
+        time.sleep(_SLOT_POLL_S)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tl_core.analysis FOLDER KEY ARGS…``: run ``tl_core ARGS --json``, keep the
-    result as ``FOLDER/KEY.json`` (or the error as ``FOLDER/KEY.error.json``), then remove
-    ``FOLDER/KEY.pid``. Returns the command's exit code."""
+    """``python -m tl_core.analysis FOLDER KEY ARGS…``: wait for a slot, run ``tl_core ARGS
+    --json``, keep the result as ``FOLDER/KEY.json`` (or the error as
+    ``FOLDER/KEY.error.json``), then remove ``FOLDER/KEY.pid``. Returns the exit code."""
     from tl_core import cli
 
     folder, key, *args = sys.argv[1:] if argv is None else list(argv)
     paths = _Paths.of(Path(folder), key)
     out, err = io.StringIO(), io.StringIO()
     try:
-        with redirect_stdout(out), redirect_stderr(err):
+        with _analysis_slot(paths), redirect_stdout(out), redirect_stderr(err):
             code = cli.main([*args, "--json"])
         sys.stderr.write(err.getvalue())
         if code == 0:
@@ -277,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _record_failure(paths, code, _error_line(err.getvalue()))
         return code
     finally:
+        paths.waiting.unlink(missing_ok=True)
         paths.pid.unlink(missing_ok=True)
 
 

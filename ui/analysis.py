@@ -60,6 +60,14 @@ def _poll(run_dir: str, args: tuple[str, ...], waiting: str) -> None:
     if analysis.state != "running":
         st.rerun()
     elapsed = time.time() - (analysis.started_at or time.time())
+    if analysis.waiting:
+        st.info(
+            f"{waiting}: waiting for other analyses on this machine to finish first "
+            f"({elapsed:.0f} s). Each loads TensorFlow and a model, so only a few run at "
+            "once; this one starts as soon as one ends.",
+            icon=":material/pending:",
+        )
+        return
     st.info(
         f"{waiting} in a background process… {elapsed:.0f} s. The first analysis of a run "
         "loads TensorFlow and the model (usually 5–30 s); the result is kept for next time.",

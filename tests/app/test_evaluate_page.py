@@ -416,3 +416,16 @@ def test_a_running_evaluation_shows_that_it_is_waited_for(
     )
     assert not app.metric
     assert not list(run_path(FINE_TUNE_RUN).glob("analysis/*.json"))
+
+
+def test_an_evaluation_waiting_for_a_free_slot_says_so(
+    app: AppTest, two_runs: tuple[Path, Path]
+) -> None:
+    run = two_runs[1]
+    write_json_atomic(_evaluation_file(run, ".pid"), {"pid": None, "started_at": time.time()})
+    _evaluation_file(run, ".waiting").touch()
+
+    _open(app)
+
+    assert_no_exception(app)
+    assert any("waiting for other analyses" in info for info in texts(app, "info"))

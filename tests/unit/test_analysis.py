@@ -6,6 +6,7 @@ start); the TensorFlow commands go through the same runner.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -172,6 +173,43 @@ def test_a_new_model_file_gets_fresh_analyses(run_dir: Path) -> None:
 def test_an_empty_command_is_refused(run_dir: Path) -> None:
     with pytest.raises(JobError, match="needs a command"):
         request_analysis(run_dir, [])
+
+
+def test_analyses_beyond_the_free_slots_wait_their_turn(
+    run_dir: Path, pets_zip: Path, tl_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(analysis.SLOTS_ENV, "1")
+    locks = tl_home / "locks"
+    locks.mkdir(parents=True)
+    args = ["inspect-data", str(pets_zip)]
+    with (locks / "analysis-0.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another analysis holds the only slot
+        request_analysis(run_dir, args)
+        deadline = time.monotonic() + 30
+        while not (waiting := request_analysis(run_dir, args)).waiting:
+            assert time.monotonic() < deadline, "the analysis never said it waits"
+            time.sleep(0.1)
+        assert waiting.state == "running"
+    # The slot is free again: the analysis goes ahead.
+    done = settle(lambda: request_analysis(run_dir, args))
+    assert done.state == "ready" and not done.waiting
+    assert not list(run_dir.glob("analysis/*.waiting"))
+
+
+@pytest.mark.parametrize(
+    ("value", "slots"), [("", None), ("3", 3), ("0", "error"), ("two", "error")]
+)
+def test_the_number_of_slots_comes_from_the_environment(
+    value: str, slots: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(analysis.SLOTS_ENV, value)
+    if slots == "error":
+        with pytest.raises(JobError, match="TL_ANALYSIS_SLOTS"):
+            analysis.analysis_slots()
+    elif slots is None:
+        assert 1 <= analysis.analysis_slots() <= 4
+    else:
+        assert analysis.analysis_slots() == slots
 
 
 def test_the_runner_writes_the_result_and_removes_its_marker(
