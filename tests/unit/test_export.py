@@ -111,10 +111,16 @@ def test_the_runs_own_model_keras_holds_no_optimizer_state_either(learned_run: P
     assert "optimizer" not in weight_groups(learned_run / "model.keras")
 
 
+@pytest.fixture(scope="module")
+def float_tflite(learned_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The learned run exported to float32 TFLite (once: a conversion takes seconds)."""
+    return export_tflite(learned_run, tmp_path_factory.mktemp("tflite") / "model.tflite")
+
+
 def test_tflite_float32_agrees_with_keras(
-    learned_run: Path, batch: np.ndarray, keras_probabilities: np.ndarray, tmp_path: Path
+    float_tflite: Path, batch: np.ndarray, keras_probabilities: np.ndarray
 ) -> None:
-    path = export_tflite(learned_run, tmp_path / "model.tflite")
+    path = float_tflite
 
     probabilities = predict_tflite(path, batch)
 
@@ -128,13 +134,14 @@ def test_tflite_float32_agrees_with_keras(
 @pytest.mark.slow
 def test_tflite_int8_is_smaller_and_mostly_agrees_with_keras(
     learned_run: Path,
+    float_tflite: Path,
     batch: np.ndarray,
     keras_probabilities: np.ndarray,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TL_HOME", str(learned_run.parents[1]))  # calibration images
-    full = export_tflite(learned_run, tmp_path / "float.tflite")
+    full = float_tflite
     small = export_tflite(learned_run, tmp_path / "int8.tflite", quantize="int8")
 
     probabilities = predict_tflite(small, batch)
