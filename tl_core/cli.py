@@ -508,9 +508,17 @@ def build_parser() -> argparse.ArgumentParser:
     ladder.add_argument("--json", action="store_true", help="print one JSON document")
     ladder.set_defaults(handler=_cmd_ladder)
 
-    export = sub.add_parser("export", help="export a trained model (.keras or .tflite)")
+    export = sub.add_parser(
+        "export", help="export a trained model (.keras, .tflite, or its backbone's weights)"
+    )
     export.add_argument("run_dir", help="the run folder (holds model.keras)")
-    export.add_argument("--format", required=True, choices=("keras", "tflite"))
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=("keras", "tflite", "backbone"),
+        help="keras or tflite: the classifier; backbone: its trained backbone as a "
+        ".weights.h5 file, to start other runs from (--weights PATH)",
+    )
     export.add_argument("--out", required=True, help="file to write; labels.json goes next to it")
     export.add_argument("--int8", action="store_true", help="int8-quantize the TFLite model")
     export.add_argument("--json", action="store_true", help="print one JSON document")

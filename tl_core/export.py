@@ -38,6 +38,7 @@ from tl_core.runs import RunFiles, read_json, read_metrics, read_status
 
 __all__ = [
     "FORMATS",
+    "export_backbone",
     "export_keras",
     "export_labels",
     "export_model",
@@ -46,8 +47,11 @@ __all__ = [
     "predict_tflite",
 ]
 
-#: Export formats and the file suffix each one needs.
-FORMATS: dict[str, str] = {"keras": ".keras", "tflite": ".tflite"}
+#: Export formats and the file suffix each one needs. ``backbone`` is the trained backbone
+#: alone, as a weights file that ``--weights PATH`` (or the Backbone page's weights upload)
+#: starts another run from: offline, a run trained from scratch becomes the pretrained
+#: start of the next.
+FORMATS: dict[str, str] = {"keras": ".keras", "tflite": ".tflite", "backbone": ".weights.h5"}
 
 Quantize = Literal["float32", "int8"]
 
@@ -98,7 +102,7 @@ def _load_model(run_dir: Path) -> Any:
 def _target(out: Path | str, suffix: str) -> Path:
     """Check the output path and create its folder."""
     path = Path(out).expanduser()
-    if path.suffix.lower() != suffix:
+    if not path.name.lower().endswith(suffix) or path.name.lower() == suffix:
         raise ExportError(
             f"Expected `out` to end with {suffix}. Received: out={str(out)!r}. "
             f"Name the file like model{suffix}."
@@ -143,7 +147,8 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 def _write_atomic(path: Path, write: Any) -> None:
     """Call ``write(tmp)`` for a temporary file next to `path`, then move it into place."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    # The whole name stays at the end: Keras checks suffixes such as ".weights.h5".
+    tmp = path.with_name(f".{os.getpid()}.tmp.{path.name}")
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -180,6 +185,47 @@ def export_keras(run_dir: Path | str, out: Path | str) -> Path:
     path = _target(out, FORMATS["keras"])
     model = _load_model(run)
     _write_atomic(path, model.save)
+    return path
+
+
+def export_backbone(run_dir: Path | str, out: Path | str) -> Path:
+    """Save the run's trained backbone (without preprocessing, pooling or head) as weights.
+
+    The file loads into the same backbone built fresh, at any input size it accepts, so it
+    can be a run's ``weights`` (``--weights PATH``): the way to a pretrained start when
+    ImageNet weights cannot be downloaded.
+
+    Args:
+        run_dir: a trained run directory.
+        out: the file to write; must end with ``.weights.h5``. Folders are created.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportError: no trained model, a model without a nested backbone, a bad `out`, or
+            a write failure.
+
+    Example:
+        >>> export_backbone("runs/r1", "weights/shapes-mobilenet_v2.weights.h5")  # doctest: +SKIP
+        PosixPath('weights/shapes-mobilenet_v2.weights.h5')
+    """
+    import keras
+
+    run = Path(run_dir)
+    path = _target(out, FORMATS["backbone"])
+    model = _load_model(run)
+    nested = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.Model) and layer.name != "augmentation"
+    ]
+    if len(nested) != 1:
+        raise ExportError(
+            f"Cannot find the backbone in the model of {run}: expected one nested model, "
+            f"found {len(nested)}. Only classifiers trained by tl_core can be exported so."
+        )
+    _write_atomic(path, nested[0].save_weights)
     return path
 
 
@@ -389,8 +435,9 @@ def export_model(
 
     Args:
         run_dir: a trained run directory.
-        fmt: ``"keras"`` or ``"tflite"``.
-        out: the model file to write (``.keras`` or ``.tflite``).
+        fmt: ``"keras"``, ``"tflite"`` or ``"backbone"`` (the trained backbone's weights,
+            to start another run from; see `export_backbone`).
+        out: the file to write (``.keras``, ``.tflite`` or ``.weights.h5``).
         int8: quantize the TFLite model to int8 (default False; only with ``tflite``).
 
     Returns:
@@ -411,6 +458,8 @@ def export_model(
         )
     if fmt == "keras":
         path = export_keras(run_dir, out)
+    elif fmt == "backbone":
+        path = export_backbone(run_dir, out)
     else:
         path = export_tflite(run_dir, out, quantize="int8" if int8 else "float32")
     labels = export_labels(run_dir, path.parent / "labels.json")

@@ -94,7 +94,8 @@ class ExportTarget:
     """One exported file the page offers.
 
     Args:
-        kind: short id, part of widget keys (``"keras"``, ``"tflite"``, ``"tflite-int8"``).
+        kind: short id, part of widget keys (``"keras"``, ``"tflite"``, ``"tflite-int8"``,
+            ``"backbone"``).
         title: how the page names the format.
         fmt: the CLI's ``--format``.
         int8: pass ``--int8`` (int8-quantized TFLite).
@@ -118,6 +119,17 @@ KERAS_TARGET = ExportTarget(
     ".keras",
     "The whole model with its preprocessing inside: it takes raw RGB pixels 0–255 and "
     "loads with plain `keras.saving.load_model`, without `tl_core`. No optimizer state.",
+)
+BACKBONE_TARGET = ExportTarget(
+    "backbone",
+    "Backbone weights (.weights.h5)",
+    "backbone",
+    False,
+    "-backbone.weights.h5",
+    "The trained backbone alone, without the head: choose *weights from a file* on the "
+    "Backbone page and upload it to start another run (on another dataset too) from what "
+    "this one learned. Offline, where ImageNet weights cannot be downloaded, a run trained "
+    "from scratch becomes the pretrained start of the next.",
 )
 TFLITE_TARGET = ExportTarget(
     "tflite",
@@ -176,13 +188,15 @@ def predict_args(run_dir: Path, images: Sequence[Path], top: int) -> list[str]:
 
 
 def export_targets(*, int8: bool = False) -> tuple[ExportTarget, ...]:
-    """Return the formats offered: ``.keras`` and float32 TFLite, and int8 with `int8`.
+    """Return the formats offered: ``.keras``, float32 TFLite, int8 with `int8`, and the
+    backbone's weights.
 
     Example:
         >>> [target.kind for target in export_targets(int8=True)]
-        ['keras', 'tflite', 'tflite-int8']
+        ['keras', 'tflite', 'tflite-int8', 'backbone']
     """
-    return (KERAS_TARGET, TFLITE_TARGET, *((TFLITE_INT8_TARGET,) if int8 else ()))
+    int8_targets = (TFLITE_INT8_TARGET,) if int8 else ()
+    return (KERAS_TARGET, TFLITE_TARGET, *int8_targets, BACKBONE_TARGET)
 
 
 def export_path(run_dir: Path, target: ExportTarget) -> Path:

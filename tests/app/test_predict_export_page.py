@@ -221,6 +221,7 @@ def test_exports_kept_from_earlier_are_offered_for_download_at_once(
     assert labels == [
         f"Download {RUN_ID}.keras (2 KB)",
         f"Download {RUN_ID}.tflite (2 KB)",
+        f"Download {RUN_ID}-backbone.weights.h5 (2 KB)",
         "Download labels.json (1 KB)",
         f"Download model_card.md ({view.describe_size(len(card.encode()))})",
     ]
@@ -256,6 +257,7 @@ def test_an_export_starts_only_when_asked_and_shows_that_it_runs(
         "Export Keras model (.keras)",
         "Export TensorFlow Lite, float32 (.tflite)",
         "Export TensorFlow Lite, int8 (.tflite)",
+        "Export Backbone weights (.weights.h5)",
     ]
     assert not started
 

@@ -280,6 +280,32 @@ def test_cli_export_keras_writes_the_model_and_labels_and_prints_json(
     assert json.loads((out.parent / "labels.json").read_text())["class_names"] == list(EASY_CLASSES)
 
 
+def test_the_trained_backbone_is_the_pretrained_start_of_the_next_run(
+    learned_run: Path, tmp_path: Path
+) -> None:
+    import keras
+
+    from tl_core.config import RunConfig
+    from tl_core.model import build_classifier
+
+    out = tmp_path / "weights" / "shapes.weights.h5"
+    with tl_home_set(learned_run.parents[1]):
+        result = export_model(learned_run, fmt="backbone", out=out)
+    assert result["path"] == str(out.resolve()) and result["format"] == "backbone"
+    assert not list(out.parent.glob(".*tmp*"))
+
+    trained = keras.saving.load_model(learned_run / "model.keras", compile=False)
+    (source,) = [layer for layer in trained.layers if layer.name.startswith("MobileNetV3")]
+    doc = json.loads((learned_run / "run.json").read_text())
+    # The next run: same backbone, another input size, the file as its weights.
+    config = RunConfig.from_json(doc["config"]).with_changes(weights=str(out), image_size=48)
+    started = build_classifier(config, list(EASY_CLASSES)).backbone
+
+    assert config.from_scratch is False  # a weights file counts as pretrained
+    for before, after in zip(source.weights, started.weights, strict=True):
+        np.testing.assert_array_equal(before.numpy(), after.numpy())
+
+
 def test_cli_export_refuses_bad_input_with_exit_2(
     learned_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
