@@ -24,8 +24,12 @@ from tl_core.backbones import (
 from tl_core.errors import ConfigError
 from tl_core.estimate import relative_speed
 from tl_core.markdown import escape_markdown
+from tl_core.runs import run_path
 from ui import datasets, state
+from ui.analysis import await_analysis
 from ui.errors import user_errors
+from ui.predict_export_view import BACKBONE_TARGET, export_args
+from ui.trained_runs import run_label, trained_runs
 
 #: Largest input side offered; `RunConfig` accepts 32–512.
 MAX_IMAGE_SIZE = 512
@@ -33,12 +37,13 @@ MAX_IMAGE_SIZE = 512
 WEIGHTS_LABELS = {
     "imagenet": "ImageNet (pretrained)",
     "scratch": "From scratch",
-    "file": "Upload a weights file",
+    "file": "A weights file",
 }
 _WEIGHTS_CAPTIONS = (
     "Starts out knowing edges, textures and shapes from 1.3 million photos.",
     "Random weights: everything is learned from your images.",
-    "Weights you saved earlier from the same backbone.",
+    "Uploaded, or the backbone of a run you trained: offline, a run from scratch becomes "
+    "the pretrained start of the next.",
 )
 _SELECTED_ROW_COLOR = "background-color: rgba(37, 99, 235, 0.12)"
 _TABLE_ROW_PX = 35
@@ -216,15 +221,61 @@ def _upload_weights(spec: BackboneSpec) -> None:
         with user_errors():
             stored = catalog.store_weights_file(upload, upload.name)
             state.set_weights_path(str(stored))
+    _weights_from_run(spec)
     path = state.weights_path()
     if path is None:
-        st.caption("No weights file stored yet: upload one, or choose another source.")
+        st.caption(
+            "No weights file yet: upload one, take a trained run's backbone, or choose "
+            "another source."
+        )
         return
     st.caption(
         f":material/check_circle: Using `{escape_markdown(path)}`. It is loaded "
         f"when training starts, not here; it must hold weights saved from {spec.keras_name} "
         "without its classifier top, and training says so if it does not fit."
     )
+
+
+def _weights_from_run(spec: BackboneSpec) -> None:
+    """Offer the trained backbones of earlier runs on this backbone as the weights file.
+
+    Offline there are no ImageNet weights: a run trained from scratch is then the nearest
+    thing to a pretrained start. Its backbone is exported by a background analysis (the
+    web process never loads a model), the same one Predict & Export offers for download.
+    """
+    runs = [run for run in trained_runs() if run.backbone == spec.id]
+    if not runs:
+        st.caption(
+            f"…or start from the backbone of a run you trained: none with {spec.keras_name} "
+            "yet. Train one from scratch, then come back."
+        )
+        return
+    by_id = {run.run_id: run for run in runs}
+    if st.session_state.get(state.WEIGHTS_RUN_PICKER) not in by_id:
+        st.session_state[state.WEIGHTS_RUN_PICKER] = runs[0].run_id
+    run_id = st.selectbox(
+        f"…or start from the backbone of a trained {spec.keras_name} run",
+        list(by_id),
+        format_func=lambda run_id: run_label(by_id[run_id]),
+        key=state.WEIGHTS_RUN_PICKER,
+        help="Its trained backbone (without the head) becomes the weights file: feature "
+        "extraction and fine-tuning then start from what that run learned.",
+    )
+    if st.button("Use its backbone", key=state.WEIGHTS_RUN_BUTTON, icon=":material/input:"):
+        st.session_state[state.WEIGHTS_FROM_RUN] = run_id
+    asked = st.session_state.get(state.WEIGHTS_FROM_RUN)
+    if asked not in by_id:
+        return
+    run_dir = run_path(asked)
+    result = await_analysis(
+        run_dir,
+        export_args(run_dir, BACKBONE_TARGET),
+        waiting="Exporting the run's backbone",
+        key="weights_from_run_analysis",
+    )
+    if result is not None:
+        state.set_weights_path(result["path"])
+        st.session_state.pop(state.WEIGHTS_FROM_RUN, None)
 
 
 def pick_image_size(choice: state.ModelChoice, spec: BackboneSpec) -> None:

@@ -111,6 +111,11 @@ BLOCK_TABLE_VERSION = "block_table_version"
 BACKBONE_PICKER = "backbone_picker"
 WEIGHTS_PICKER = "weights_picker"
 WEIGHTS_UPLOADER = "weights_upload"
+#: The trained run whose backbone to start from (picker), and the button that takes it.
+WEIGHTS_RUN_PICKER = "weights_run_picker"
+WEIGHTS_RUN_BUTTON = "weights_run_button"
+#: The run whose backbone is being exported as this session's weights file (its id).
+WEIGHTS_FROM_RUN = "weights_from_run"
 IMAGE_SIZE_INPUT = "image_size_input"
 #: Widget keys of the Layers page (the block table's key is `block_table_key()`).
 PRESET_PICKER = "freeze_preset_picker"

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.analysis_support import store_analysis
+from tests.app.run_support import fabricate_run
 from tests.app.wizard_support import (
     assert_no_exception,
     offline_app,
@@ -17,9 +19,12 @@ from tests.app.wizard_support import (
 )
 from tl_core import DatasetReport, catalog, tl_home
 from tl_core.backbones import BACKBONES, get_backbone
+from tl_core.runs import RunFiles
 from ui import state
+from ui.predict_export_view import BACKBONE_TARGET, export_args
 
 PAGE = "pages/backbone.py"
+RUN_ID = "20261123-100000-aaaaaa"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
@@ -139,6 +144,38 @@ def test_an_uploaded_weights_file_is_stored_in_the_workspace(
     assert stored.name.endswith("-my_model.weights.h5")
     assert stored.read_bytes() == content
     assert any(stored.name in plain(c.value) for c in app.caption)
+
+
+def test_a_trained_runs_backbone_can_be_the_weights_file(
+    app: AppTest, sample: DatasetReport
+) -> None:
+    run = fabricate_run(RUN_ID, state="completed", val_accuracies=(0.6,))
+    RunFiles(run).model.touch()
+    exported = run / "export" / f"{RUN_ID}-backbone.weights.h5"
+    store_analysis(run, export_args(run, BACKBONE_TARGET), {"path": str(exported)})
+    open_page(app, PAGE, sample)
+    app.radio(key=state.WEIGHTS_PICKER).set_value("file").run()
+    assert app.selectbox(key=state.WEIGHTS_RUN_PICKER).value == RUN_ID
+
+    app.button(key=state.WEIGHTS_RUN_BUTTON).click().run()
+
+    assert_no_exception(app)
+    assert app.session_state[state.WEIGHTS_PATH] == str(exported)
+    assert state.WEIGHTS_FROM_RUN not in app.session_state
+    assert any(exported.name in plain(c.value) for c in app.caption)
+    assert app.session_state[state.WEIGHTS_SOURCE] == "file"
+
+
+def test_without_a_trained_run_of_this_backbone_the_page_says_how_to_get_one(
+    app: AppTest, sample: DatasetReport
+) -> None:
+    fabricate_run(RUN_ID, state="completed", config={"backbone": "resnet50"})
+    open_page(app, PAGE, sample)
+    app.radio(key=state.WEIGHTS_PICKER).set_value("file").run()
+
+    assert_no_exception(app)
+    assert not [box for box in app.selectbox if box.key == state.WEIGHTS_RUN_PICKER]
+    assert any("none with MobileNetV2 yet" in plain(c.value) for c in app.caption)
 
 
 def test_a_file_that_is_not_hdf5_is_refused(app: AppTest, sample: DatasetReport) -> None:
