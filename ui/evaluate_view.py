@@ -182,14 +182,11 @@ def image_choices(
         for row in sorted(evaluation["misclassified"], key=lambda row: -row["loss"])
     ]
     listed = {choice.path for choice in wrong}
-    counts: dict[str, int] = {}
-    others = []
-    for record in split_dataset(report, val_fraction=val_fraction, seed=seed).val:
-        if record.path in listed or counts.get(record.label, 0) >= per_class:
-            continue
-        counts[record.label] = counts.get(record.label, 0) + 1
-        others.append(ImageChoice(record.path, record.label, PurePosixPath(record.source).name))
-    others.sort(key=lambda choice: report.class_names.index(choice.true))
+    splits = split_dataset(report, val_fraction=val_fraction, seed=seed)
+    others = [
+        ImageChoice(record.path, record.label, PurePosixPath(record.source).name)
+        for record in splits.val_examples(per_class, exclude=listed)
+    ]
     return wrong + others
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import streamlit as st
@@ -288,12 +288,11 @@ def _validation_picks(
             "of your own instead."
         ) from exc
     assert report.root is not None  # load_dataset always says where it is stored
-    first: dict[str, tuple[str, str, str]] = {}
-    for record in split_dataset(report, val_fraction=val_fraction, seed=seed).val:
-        if record.label not in first:
-            path = report.root / record.path
-            first[record.label] = (str(path), f"{record.label}/{path.name}", record.label)
-    return [first[label] for label in report.class_names if label in first][:limit]
+    examples = split_dataset(report, val_fraction=val_fraction, seed=seed).val_examples(1)
+    return [
+        (str(report.root / r.path), f"{r.label}/{PurePosixPath(r.path).name}", r.label)
+        for r in examples[:limit]
+    ]
 
 
 # --- Predict --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,16 @@ class DatasetSplits:
     def label_of(self, record: ImageRecord) -> int:
         """Return the class index of `record`."""
         return self.class_names.index(record.label)
+
+    def val_examples(self, per_class: int, *, exclude: Collection[str] = ()) -> list[ImageRecord]:
+        """Return the first `per_class` validation images of each class, in class order,
+        leaving out the paths in `exclude` (images a page already shows)."""
+        taken: dict[str, list[ImageRecord]] = {name: [] for name in self.class_names}
+        for record in self.val:
+            chosen = taken.setdefault(record.label, [])
+            if record.path not in exclude and len(chosen) < per_class:
+                chosen.append(record)
+        return [record for records in taken.values() for record in records]
 
 
 def split_dataset(

@@ -62,6 +62,14 @@ def test_a_drawn_split_keeps_every_class_on_both_sides_in_proportion() -> None:
     assert set(splits.train) | set(splits.val) == set(report.images)
 
 
+def test_validation_examples_are_the_first_of_each_class_in_class_order() -> None:
+    splits = split_dataset(unsplit_report({"cat": 10, "dog": 10, "emu": 1}), val_fraction=0.3)
+    cats, dogs = ([r for r in splits.val if r.label == name] for name in ("cat", "dog"))
+
+    assert splits.val_examples(2) == [*cats[:2], *dogs[:2]]  # the emu stays in training
+    assert splits.val_examples(1, exclude={cats[0].path}) == [cats[1], dogs[0]]
+
+
 def test_a_class_with_one_image_stays_in_training() -> None:
     splits = split_dataset(unsplit_report({"cat": 1, "dog": 4}), val_fraction=0.5)
 
