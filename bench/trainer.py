@@ -1,6 +1,6 @@
 """Training worker vs bare ``model.fit``: same model, same data, same process.
 
-Ours: `tl_core.train.train_run` on a prepared run folder: metrics stream, stop flag, drift,
+Ours: `tl_core.engine.train.train_run` on a prepared run folder: metrics stream, stop flag, drift,
 checkpoints, TensorBoard and status updates all active. Plain Keras: the same classifier
 (`build_classifier` + `apply_freeze_plan` + `compile_classifier`) fitted on the same
 batches with ``validation_data`` and no callbacks. Both are timed from one epoch's end
@@ -80,7 +80,7 @@ def _config(args: argparse.Namespace, dataset_id: str, weights: str) -> Any:
 
 def _bare_fit(config: Any, report: Any) -> list[float]:
     from tl_core.data.dataset import make_batches, split_dataset, steps_per_epoch
-    from tl_core.model import (
+    from tl_core.models.classifier import (
         apply_freeze_plan,
         build_classifier,
         compile_classifier,
@@ -113,8 +113,8 @@ def _bare_fit(config: Any, report: Any) -> list[float]:
 
 
 def _worker(config: Any, root: Path) -> list[float]:
-    from tl_core.runs import read_metrics
-    from tl_core.train import prepare_run, train_run
+    from tl_core.engine.train import train_run
+    from tl_core.jobs.runs import prepare_run, read_metrics
 
     files = prepare_run(root, config)
     status = train_run(files.root)
@@ -126,7 +126,7 @@ def _worker(config: Any, root: Path) -> list[float]:
 
 def _weights_file(args: argparse.Namespace, folder: Path) -> str:
     """Save a backbone's (random) weights to a file, to stand in for pretrained ones."""
-    from tl_core.backbones import build_backbone, get_backbone
+    from tl_core.models.backbones import build_backbone, get_backbone
 
     path = folder / f"{args.backbone}.weights.h5"
     build_backbone(get_backbone(args.backbone), args.image_size, None).save_weights(path)

@@ -29,8 +29,15 @@ from typing import Any
 
 from bench.app_server import CHROMIUM, CHROMIUM_ARGS, serve_app
 from tl_core.config import RunConfig
-from tl_core.runs import RunFiles, RunStatus, append_jsonl, new_run_id, run_path, write_status
-from tl_core.train import prepare_run
+from tl_core.jobs.runs import (
+    RunFiles,
+    RunStatus,
+    append_jsonl,
+    new_run_id,
+    prepare_run,
+    run_path,
+    write_status,
+)
 
 #: Batch lines per second while memory is watched (the worker writes at most 2).
 BATCH_HZ = 2.0
@@ -99,7 +106,7 @@ def _fabricate_running_run(home: Path) -> str:
 
 
 class _MetricsWriter:
-    """Appends epoch and batch lines as `tl_core.callbacks.MetricsStream` does."""
+    """Appends epoch and batch lines as `tl_core.engine.callbacks.MetricsStream` does."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -7,7 +7,7 @@ background so that the Layers step opens at once.
 
 import streamlit as st
 
-from tl_core.backbones import get_backbone
+from tl_core.models.backbones import get_backbone
 from ui import backbone_view, shell, state, wizard
 from ui.errors import user_errors
 

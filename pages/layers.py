@@ -7,7 +7,7 @@ The strip and the cost panel show what the plan means before anything trains.
 
 import streamlit as st
 
-from tl_core.backbones import get_backbone
+from tl_core.models.backbones import get_backbone
 from ui import backbone_view, layers_view, shell, state, wizard
 from ui.errors import user_errors
 

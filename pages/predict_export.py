@@ -8,7 +8,7 @@ processes (`ui.analysis`); this page only reads their results.
 
 import streamlit as st
 
-from tl_core.runs import run_path
+from tl_core.jobs.runs import run_path
 from ui import predict_export_view, shell, state
 from ui.errors import user_errors
 from ui.trained_runs import pick_trained_run, require_trained_runs

@@ -7,7 +7,7 @@ so a reload, or a visit after a restart of the app, finds it again.
 
 import streamlit as st
 
-from tl_core import catalog
+from tl_core.models import catalog
 from ui import backbone_view, datasets, run_view, shell, state, training, wizard
 from ui.errors import user_errors
 

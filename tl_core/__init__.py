@@ -12,7 +12,10 @@ Example:
     320
 """
 
-from tl_core.backbones import BackboneSpec, get_backbone, list_backbones
+from tl_core.analysis.evaluate import embeddings, evaluate_run
+from tl_core.analysis.export import export_model, model_card
+from tl_core.analysis.ladder import ladder_configs, submit_ladder
+from tl_core.analysis.predict import predict_images
 from tl_core.config import FREEZE_PRESETS, RunConfig
 from tl_core.data import (
     DatasetReport,
@@ -23,6 +26,7 @@ from tl_core.data import (
     list_datasets,
     load_dataset,
 )
+from tl_core.engine.train import train_run
 from tl_core.errors import (
     ConfigError,
     DataError,
@@ -31,12 +35,9 @@ from tl_core.errors import (
     TLError,
     WeightsUnavailable,
 )
-from tl_core.evaluate import embeddings, evaluate_run
-from tl_core.export import export_model, model_card
-from tl_core.jobs import request_stop, submit
-from tl_core.ladder import ladder_configs, submit_ladder
-from tl_core.predict import predict_images
-from tl_core.train import prepare_run, train_run
+from tl_core.jobs.queue import request_stop, submit
+from tl_core.jobs.runs import prepare_run
+from tl_core.models.backbones import BackboneSpec, get_backbone, list_backbones
 from tl_core.workspace import tl_home
 
 __version__ = "0.1.0"

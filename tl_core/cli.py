@@ -23,7 +23,7 @@ from tl_core.errors import TLError
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
 #: Commands that need TensorFlow; it is imported up front, with its start-up chatter
-#: kept off stderr (`tl_core.device.quiet_tensorflow`).
+#: kept off stderr (`tl_core.engine.device.quiet_tensorflow`).
 _TENSORFLOW_COMMANDS = frozenset(
     {"blocks", "train", "resume", "worker", "predict", "evaluate", "embeddings", "export"}
 )
@@ -70,7 +70,7 @@ def _describe_report(doc: dict[str, Any]) -> str:
 
 
 def _cmd_backbones(args: argparse.Namespace) -> int:
-    from tl_core.backbones import backbones_table
+    from tl_core.models.backbones import backbones_table
 
     table = backbones_table()
     _emit(
@@ -86,8 +86,8 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def _cmd_blocks(args: argparse.Namespace) -> int:
-    from tl_core.backbones import build_backbone, get_backbone
-    from tl_core.blocks import blocks_json, group_blocks
+    from tl_core.models.backbones import build_backbone, get_backbone
+    from tl_core.models.blocks import blocks_json, group_blocks
 
     spec = get_backbone(args.backbone)
     weights = None if args.weights == "none" else args.weights
@@ -120,7 +120,8 @@ def _freeze_options(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from tl_core.config import RunConfig
     from tl_core.data import ingest_archive
-    from tl_core.train import prepare_run, train_run
+    from tl_core.engine.train import train_run
+    from tl_core.jobs.runs import prepare_run
 
     report = ingest_archive(args.archive)
     config = RunConfig(
@@ -153,14 +154,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from tl_core.train import train_run
+    from tl_core.engine.train import train_run
 
     status = train_run(Path(args.run_dir), resume=True)
     return _report_run(Path(args.run_dir), status, args.json)
 
 
 def _report_run(run_dir: Path, status: Any, as_json: bool) -> int:
-    from tl_core.runs import RunFiles, read_json, read_metrics
+    from tl_core.jobs.runs import RunFiles, read_json, read_metrics
 
     epochs, _ = read_metrics(run_dir)
     doc = read_json(RunFiles(run_dir).config, {})
@@ -192,8 +193,8 @@ def _report_run(run_dir: Path, status: Any, as_json: bool) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from tl_core.runs import run_path
-    from tl_core.train import main_worker
+    from tl_core.engine.train import main_worker
+    from tl_core.jobs.runs import run_path
 
     return main_worker(run_path(args.run_id), resume=args.resume, batch_size=args.batch_size)
 
@@ -201,7 +202,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_scheduler(args: argparse.Namespace) -> int:
     import time
 
-    from tl_core.jobs import Scheduler
+    from tl_core.jobs.queue import Scheduler
 
     if args.interval <= 0:
         raise _UsageError(f"--interval must be a positive number of seconds, got {args.interval}")
@@ -231,7 +232,7 @@ def _cmd_scheduler(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from tl_core.predict import predict_images
+    from tl_core.analysis.predict import predict_images
 
     if args.top < 1:
         raise _UsageError(f"--top must be 1 or more, got {args.top}")
@@ -250,7 +251,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from tl_core.evaluate import evaluate_run
+    from tl_core.analysis.evaluate import evaluate_run
 
     if args.max_misclassified < 0:
         raise _UsageError(f"--max-misclassified must be 0 or more, got {args.max_misclassified}")
@@ -281,7 +282,7 @@ def _describe_evaluation(doc: dict[str, Any]) -> str:
 
 
 def _cmd_embeddings(args: argparse.Namespace) -> int:
-    from tl_core.evaluate import embeddings
+    from tl_core.analysis.evaluate import embeddings
 
     result = embeddings(Path(args.run_dir), max_images=args.max_images, tsne=args.tsne)
     _emit(
@@ -296,7 +297,7 @@ def _cmd_embeddings(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from tl_core.compare import config_diff, load_compared_runs
+    from tl_core.analysis.compare import config_diff, load_compared_runs
 
     if len(args.run_ids) < 2:
         raise _UsageError("compare needs at least two run ids")
@@ -314,7 +315,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _run_results(run: Any) -> dict[str, Any]:
-    from tl_core.compare import median_epoch_seconds
+    from tl_core.analysis.compare import median_epoch_seconds
 
     last = run.epochs[-1] if run.epochs else {}
     return {
@@ -347,7 +348,7 @@ def _describe_comparison(doc: dict[str, Any]) -> str:
 
 
 def _cmd_ladder(args: argparse.Namespace) -> int:
-    from tl_core.ladder import ladder_base, ladder_caveat, submit_ladder, suggest_depths
+    from tl_core.analysis.ladder import ladder_base, ladder_caveat, submit_ladder, suggest_depths
 
     base = ladder_base(args.run_id)
     try:
@@ -376,7 +377,7 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from tl_core.export import export_model
+    from tl_core.analysis.export import export_model
 
     if args.int8 and args.format != "tflite":
         raise _UsageError("--int8 applies to --format tflite only")
@@ -531,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command in _TENSORFLOW_COMMANDS:
-            from tl_core.device import quiet_tensorflow
+            from tl_core.engine.device import quiet_tensorflow
 
             quiet_tensorflow()
         return args.handler(args)

@@ -53,7 +53,7 @@ class RunConfig:
 
     Args:
         dataset_id: the stored dataset (12 hex digits, from `ingest_archive`).
-        backbone: registry id, e.g. ``"mobilenet_v2"`` (see `tl_core.backbones`).
+        backbone: registry id, e.g. ``"mobilenet_v2"`` (see `tl_core.models.backbones`).
         weights: ``"imagenet"``, ``"none"`` (from scratch) or a path to a weights file.
         image_size: square input side in pixels, 32–512; ``None`` uses the backbone's
             default input size.

@@ -1,4 +1,6 @@
-"""Show the result of a background analysis (`tl_core.analysis`) on a page, waiting politely.
+"""Show the result of a background analysis on a page, waiting politely.
+
+The analyses run in `tl_core.analysis.background`.
 
 A page asks for an analysis of a run with `await_analysis` and gets its JSON result, or
 ``None`` while it runs or after it failed; in the meantime this module draws a status
@@ -16,8 +18,8 @@ from typing import Any
 
 import streamlit as st
 
-from tl_core.analysis import Analysis, forget_analysis, request_analysis
-from tl_core.markdown import escape_markdown
+from tl_core.analysis.background import Analysis, forget_analysis, request_analysis
+from tl_core.viz.markdown import escape_markdown
 from ui.errors import user_errors
 
 #: Seconds between two looks at a running analysis.
@@ -29,7 +31,7 @@ def await_analysis(
 ) -> Any | None:
     """Return the result of ``python -m tl_core ARGS --json`` for a run, or ``None`` for now.
 
-    Starts the analysis when nobody has yet (`tl_core.analysis.request_analysis`).
+    Starts the analysis when nobody has yet (`tl_core.analysis.background.request_analysis`).
 
     Args:
         run_dir: the run the analysis belongs to.

@@ -13,18 +13,19 @@ import pandas as pd
 import streamlit as st
 from pandas.io.formats.style import Styler
 
-from tl_core import DatasetReport, catalog, tl_home
-from tl_core.backbones import (
+from tl_core import DatasetReport, tl_home
+from tl_core.errors import ConfigError
+from tl_core.jobs.runs import run_path
+from tl_core.models import catalog
+from tl_core.models.backbones import (
     BackboneSpec,
     get_backbone,
     keras_models_dir,
     list_backbones,
     weights_cached,
 )
-from tl_core.errors import ConfigError
-from tl_core.estimate import relative_speed
-from tl_core.markdown import escape_markdown
-from tl_core.runs import run_path
+from tl_core.models.estimate import relative_speed
+from tl_core.viz.markdown import escape_markdown
 from ui import datasets, state
 from ui.analysis import await_analysis
 from ui.errors import user_errors

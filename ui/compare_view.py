@@ -1,7 +1,7 @@
 """The Compare page's pieces: runs side by side, and the freeze-depth ladder.
 
-Everything is read from run folders and ladder files through `tl_core.compare` and
-`tl_core.ladder`; the only thing this module changes is the queue, when the "Queue N
+Everything is read from run folders and ladder files through `tl_core.analysis.compare` and
+`tl_core.analysis.ladder`; the only thing this module changes is the queue, when the "Queue N
 runs" button submits a ladder. Ladders that are still training redraw themselves every
 `LADDER_POLL_SECONDS` (an ``st.fragment``), so their figures fill in as rungs finish.
 """
@@ -13,15 +13,14 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from tl_core.compare import (
+from tl_core.analysis.compare import (
     config_diff,
     default_selection,
     load_compared_runs,
     metrics_table,
     run_labels,
 )
-from tl_core.errors import ConfigError
-from tl_core.ladder import (
+from tl_core.analysis.ladder import (
     Ladder,
     ladder_base,
     ladder_caveat,
@@ -31,9 +30,10 @@ from tl_core.ladder import (
     submit_ladder,
     suggest_depths,
 )
-from tl_core.markdown import escape_markdown
-from tl_core.plots import compare_curves_figure, ladder_figure
-from tl_core.runs import ACTIVE_STATES, FINAL_STATES, RunSummary
+from tl_core.errors import ConfigError
+from tl_core.jobs.runs import ACTIVE_STATES, FINAL_STATES, RunSummary
+from tl_core.viz.markdown import escape_markdown
+from tl_core.viz.plots import compare_curves_figure, ladder_figure
 from ui import state
 from ui.errors import user_errors
 
@@ -63,7 +63,7 @@ _UNKNOWN_DEPTHS = tuple(range(33))
 def pick_runs(runs: Sequence[RunSummary]) -> list[str]:
     """Draw the runs-to-compare picker and return the chosen run ids.
 
-    It starts with `tl_core.compare.default_selection` for the session's dataset; ids
+    It starts with `tl_core.analysis.compare.default_selection` for the session's dataset; ids
     that name no run any more (a stale choice) are dropped before it is drawn.
     """
     ids = [run.run_id for run in runs]

@@ -17,8 +17,8 @@ from PIL import Image
 
 from tl_core import DatasetReport, ImageRecord, IngestLimits
 from tl_core.data.images import ALLOWED_FORMATS
-from tl_core.markdown import escape_markdown
-from tl_core.plots import class_counts_figure
+from tl_core.viz.markdown import escape_markdown
+from tl_core.viz.plots import class_counts_figure
 from ui import state
 from ui.errors import user_errors
 

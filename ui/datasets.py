@@ -15,7 +15,7 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from tl_core import DatasetReport, TLError, ingest_archive, load_dataset
-from tl_core.markdown import escape_markdown
+from tl_core.viz.markdown import escape_markdown
 from ui import state
 
 #: The offline sample, built by ``scripts/make_sample_dataset.py`` (``make sample``).

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import streamlit as st
 
 from tl_core import TLError
-from tl_core.markdown import escape_markdown
+from tl_core.viz.markdown import escape_markdown
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Nothing here loads a model: metrics, Grad-CAM overlays and embeddings are backgr
 analyses (`ui.analysis.await_analysis`), whose CLI arguments are built by
 `evaluate_args`, `gradcam_args` and `embeddings_args` — the one place they are spelled,
 so that tests can store a result under exactly the arguments the page asks for. Weight
-drift is read from the run's files (`tl_core.evaluate.drift_over_epochs`). Images are
+drift is read from the run's files (`tl_core.analysis.evaluate.drift_over_epochs`). Images are
 read from the stored dataset folder, by paths checked to stay inside it.
 
 Each view is drawn by one ``render_*`` function, meant for its own tab: an analysis
@@ -22,18 +22,18 @@ import pandas as pd
 import streamlit as st
 
 from tl_core import DatasetReport, load_dataset
-from tl_core.analysis import analysis_folder, forget_analysis
+from tl_core.analysis.background import analysis_folder, forget_analysis
+from tl_core.analysis.evaluate import drift_over_epochs
 from tl_core.config import RunConfig
 from tl_core.data.dataset import split_dataset
-from tl_core.evaluate import drift_over_epochs
-from tl_core.evaluation_plots import (
+from tl_core.jobs.runs import RunFiles, RunSummary, read_json, run_path
+from tl_core.viz.evaluation import (
     confusion_matrix_figure,
     drift_figure,
     embedding_figure,
     frozen_rows,
 )
-from tl_core.markdown import escape_markdown
-from tl_core.runs import RunFiles, RunSummary, read_json, run_path
+from tl_core.viz.markdown import escape_markdown
 from tl_core.workspace import safe_join
 from ui import state
 from ui.analysis import await_analysis
@@ -276,7 +276,7 @@ def drift_in_words(table: Mapping[str, Any]) -> str:
     """Say which blocks stayed frozen and where training moved the weights most.
 
     Args:
-        table: `tl_core.evaluate.drift_over_epochs` output.
+        table: `tl_core.analysis.evaluate.drift_over_epochs` output.
 
     Example:
         >>> drift_in_words({"epochs": [1, 2], "blocks": ["stem", "top"],

@@ -1,8 +1,8 @@
 """The training queue as the web server sees it: one scheduler per server process.
 
-The scheduler (`tl_core.jobs.Scheduler`) ticks in a background thread: it starts queued
+The scheduler (`tl_core.jobs.queue.Scheduler`) ticks in a background thread: it starts queued
 runs in worker subprocesses and settles the ones that ended. Pages never train; they
-call `tl_core.jobs` (``submit``, ``request_stop``, ``resume``) and read run files. A
+call `tl_core.jobs.queue` (``submit``, ``request_stop``, ``resume``) and read run files. A
 second server on the same ``TL_HOME`` gets a passive scheduler that takes over when the
 first one goes (the lock in ``TL_HOME/scheduler.lock``).
 """
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from tl_core.jobs import Scheduler, list_jobs
-from tl_core.runs import FINAL_STATES, read_status, run_path
+from tl_core.jobs.queue import Scheduler, list_jobs
+from tl_core.jobs.runs import FINAL_STATES, read_status, run_path
 
 #: Seconds between scheduler ticks: how soon a queued run starts and an ended one settles.
 TICK_SECONDS = 1.0

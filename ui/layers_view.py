@@ -1,6 +1,6 @@
 """Widgets of the Layers step: the block list, freeze presets, the strip and the cost.
 
-The freeze plan itself is `ui.state.ModelChoice.trainable` (`tl_core.model`'s
+The freeze plan itself is `ui.state.ModelChoice.trainable` (`tl_core.models.classifier`'s
 `plan_trainable_blocks`); these helpers only draw it and record what the user changes.
 """
 
@@ -12,13 +12,14 @@ from dataclasses import fields
 import pandas as pd
 import streamlit as st
 
-from tl_core import DatasetReport, TLError, catalog
-from tl_core.backbones import BackboneSpec, get_backbone
-from tl_core.blocks import BlockInfo
+from tl_core import DatasetReport, TLError
 from tl_core.config import RunConfig
-from tl_core.device import DeviceInfo, probe_devices
-from tl_core.estimate import describe_seconds, estimate_cost
-from tl_core.plots import freeze_strip_figure
+from tl_core.jobs.devices import DeviceInfo, probe_devices
+from tl_core.models import catalog
+from tl_core.models.backbones import BackboneSpec, get_backbone
+from tl_core.models.blocks import BlockInfo
+from tl_core.models.estimate import describe_seconds, estimate_cost
+from tl_core.viz.plots import freeze_strip_figure
 from ui import state
 
 PRESET_LABELS = {

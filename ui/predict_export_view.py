@@ -4,7 +4,7 @@ The web process never loads a model (FIELD_NOTES on ``safe_mode``): predictions 
 exports are background analyses (`ui.analysis.await_analysis`), whose CLI arguments are
 built here by `predict_args` and `export_args`, so that tests store results under the
 very arguments the page asks for. Uploaded pictures are checked with Pillow and stored
-by content at once (`tl_core.uploads.store_upload`), once per upload.
+by content at once (`tl_core.data.uploads.store_upload`), once per upload.
 
 A prediction asks for every class's rank (``--top`` the number of classes): the "classes
 to list" input then only slices what is there, and changing it starts no new process.
@@ -23,13 +23,13 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from tl_core import DataError, TLError, load_dataset
-from tl_core.analysis import analysis_folder, forget_analysis, result_path
+from tl_core.analysis.background import analysis_folder, forget_analysis, result_path
+from tl_core.analysis.export import model_card
+from tl_core.analysis.predict import OVERLAY_SIDE
 from tl_core.data.dataset import split_dataset
-from tl_core.export import model_card
-from tl_core.markdown import escape_markdown
-from tl_core.predict import OVERLAY_SIDE
-from tl_core.runs import RunFiles, read_json
-from tl_core.uploads import store_upload
+from tl_core.data.uploads import store_upload
+from tl_core.jobs.runs import RunFiles, read_json
+from tl_core.viz.markdown import escape_markdown
 from ui import state
 from ui.analysis import await_analysis
 
@@ -575,7 +575,7 @@ def render_labels_download(run_dir: Path) -> None:
 
 
 def render_model_card(run_dir: Path) -> None:
-    """Show the run's model card (Markdown, `tl_core.export.model_card`) and offer it."""
+    """Show the run's model card (Markdown, `tl_core.analysis.export.model_card`) and offer it."""
     card = model_card(run_dir)
     with st.expander("Model card", icon=":material/description:"):
         st.markdown(card)

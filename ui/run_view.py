@@ -1,13 +1,13 @@
 """One run, live: its state, progress, curves, result, and the Stop and Resume buttons.
 
-Everything shown is read from the run directory (`tl_core.runs`) and the queue
-(`tl_core.jobs`): the worker writes, this module reads, and its buttons only ask the
+Everything shown is read from the run directory (`tl_core.jobs.runs`) and the queue
+(`tl_core.jobs.queue`): the worker writes, this module reads, and its buttons only ask the
 queue to stop or resume the run. While the run is queued or
 running, the view is an ``st.fragment`` that redraws itself every `POLL_SECONDS`; when the
 run's state changes it reruns the whole app once (so the sidebar and the buttons follow),
 and a run in a final state is drawn once, without polling. On the Train page the latest
 earlier runs on its dataset are drawn faintly behind its curves ("ghosts",
-`tl_core.compare.ghost_curves`), read at most every `GHOST_TTL_SECONDS`.
+`tl_core.analysis.compare.ghost_curves`), read at most every `GHOST_TTL_SECONDS`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from tl_core import JobError, TLError, tl_home
-from tl_core.compare import ghost_curves
-from tl_core.jobs import get, list_jobs, queue_position, request_stop, resume
-from tl_core.markdown import escape_markdown
-from tl_core.plots import training_curves_figure
-from tl_core.progress import describe_duration, training_progress
-from tl_core.runs import (
+from tl_core.analysis.compare import ghost_curves
+from tl_core.jobs.progress import describe_duration, training_progress
+from tl_core.jobs.queue import get, list_jobs, queue_position, request_stop, resume
+from tl_core.jobs.runs import (
     ACTIVE_STATES,
     FINAL_STATES,
     MetricsFollower,
@@ -36,6 +34,8 @@ from tl_core.runs import (
     run_path,
     summarize_run,
 )
+from tl_core.viz.markdown import escape_markdown
+from tl_core.viz.plots import training_curves_figure
 from ui import state
 from ui.errors import user_errors
 
@@ -191,7 +191,7 @@ def _follower(run_id: str, home: str) -> MetricsFollower:
 
 @st.cache_data(ttl=GHOST_TTL_SECONDS, max_entries=32, show_spinner=False)
 def _ghosts(run_id: str, home: str) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Earlier runs on the run's dataset (`tl_core.compare.ghost_curves`), read at most
+    """Earlier runs on the run's dataset (`tl_core.analysis.compare.ghost_curves`), read at most
     once per `GHOST_TTL_SECONDS` rather than on every redraw (keyed by workspace too,
     for tests)."""
     return ghost_curves(run_id, home=Path(home))

@@ -1,7 +1,7 @@
 """The runs list: every run on this server in a table, and a picker that opens one.
 
-Runs are read from their directories (`tl_core.runs.list_runs`), so they outlive restarts
-of the app; the queue (`tl_core.jobs`) says whether a run is queued or running, since the
+Runs are read from their directories (`tl_core.jobs.runs.list_runs`), so they outlive restarts
+of the app; the queue (`tl_core.jobs.queue`) says whether a run is queued or running, since the
 scheduler acts on it before the run's own files say so, until the worker has written its
 final state.
 """
@@ -14,9 +14,9 @@ import time
 import pandas as pd
 import streamlit as st
 
-from tl_core.jobs import list_jobs
-from tl_core.progress import describe_duration
-from tl_core.runs import FINAL_STATES, RunSummary, list_runs
+from tl_core.jobs.progress import describe_duration
+from tl_core.jobs.queue import list_jobs
+from tl_core.jobs.runs import FINAL_STATES, RunSummary, list_runs
 from ui import state
 
 #: Widget key of the run picker.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from tl_core import DatasetReport, TLError
-from tl_core.backbones import get_backbone
-from tl_core.markdown import escape_markdown
+from tl_core.models.backbones import get_backbone
+from tl_core.viz.markdown import escape_markdown
 from ui import backbone_view, datasets, jobs, layers_view, run_view, state
 from ui.wizard import STEPS
 

@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from tl_core import ConfigError, DatasetReport, load_dataset
-from tl_core.backbones import get_backbone, weights_cached
-from tl_core.catalog import DEFAULT_BACKBONE, suggest_image_size, typical_image_side
 from tl_core.config import RunConfig
-from tl_core.model import plan_trainable_blocks
+from tl_core.models.backbones import get_backbone, weights_cached
+from tl_core.models.catalog import DEFAULT_BACKBONE, suggest_image_size, typical_image_side
+from tl_core.models.classifier import plan_trainable_blocks
 
 #: The id of the dataset this session works on (12 hex digits, from `tl_core`).
 DATASET_ID = "dataset_id"
@@ -80,7 +80,7 @@ def set_handled_upload(file_id: str) -> None:
 # an ``on_change`` callback: Streamlit deletes a widget's state when a page without that
 # widget runs, and these choices must outlive a visit to another page.
 
-#: Registry id of the chosen backbone (`tl_core.backbones`), mirrored into ``?backbone=``.
+#: Registry id of the chosen backbone (`tl_core.models.backbones`), mirrored into ``?backbone=``.
 BACKBONE_ID = "backbone_id"
 #: Where the backbone's weights come from: one of `WEIGHTS_SOURCES`. Absent until the
 #: user picks one; until then `model_choice` takes ImageNet when its file is on this
@@ -153,7 +153,7 @@ class ModelChoice:
         weights_path: the uploaded weights file, or ``None``.
         image_size: input side in pixels (at least the backbone's minimum).
         image_size_auto: True when `image_size` is the suggestion, not the user's pick.
-        suggested_image_size: what `tl_core.catalog.suggest_image_size` says for the dataset.
+        suggested_image_size: what `tl_core.models.catalog.suggest_image_size` says for the dataset.
         typical_side: the dataset images' median shorter side, ``None`` when unknown.
         preset: one of `FREEZE_CHOICES`.
         unfreeze_last: blocks that train with the ``"fine-tune"`` preset.

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from tl_core.runs import RunFiles, RunSummary, list_runs, run_path
+from tl_core.jobs.runs import RunFiles, RunSummary, list_runs, run_path
 from ui import run_view, state
 from ui.errors import user_errors
 

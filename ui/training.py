@@ -16,10 +16,10 @@ import streamlit as st
 from PIL import Image
 
 from tl_core import DatasetReport, ImageRecord
-from tl_core.augment import CONTRAST_FACTOR, ROTATION_FACTOR, ZOOM_FACTOR, augment_preview
 from tl_core.config import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, RunConfig
-from tl_core.jobs import submit
-from tl_core.markdown import escape_markdown
+from tl_core.data.augment import CONTRAST_FACTOR, ROTATION_FACTOR, ZOOM_FACTOR, augment_preview
+from tl_core.jobs.queue import submit
+from tl_core.viz.markdown import escape_markdown
 from ui import state
 from ui.layers_view import current_device
 

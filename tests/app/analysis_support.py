@@ -1,4 +1,6 @@
-"""Analyses for page tests without TensorFlow: store a result where `tl_core.analysis` looks."""
+"""Analyses for page tests without TensorFlow: results stored where the background looks.
+
+The background analyses (`tl_core.analysis.background`) keep results on disk."""
 
 from __future__ import annotations
 
@@ -6,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tl_core.analysis import result_path
-from tl_core.runs import write_json_atomic
+from tl_core.analysis.background import result_path
+from tl_core.jobs.runs import write_json_atomic
 
 
 def store_analysis(run_dir: Path, args: Sequence[str], result: Any) -> Path:

@@ -18,8 +18,8 @@ from streamlit.testing.v1 import AppTest
 
 import ui.jobs
 from tl_core import tl_home
-from tl_core.jobs import Job, Scheduler, WorkerRef
-from tl_core.runs import (
+from tl_core.jobs.queue import Job, Scheduler, WorkerRef
+from tl_core.jobs.runs import (
     RunFiles,
     RunStatus,
     append_jsonl,
@@ -34,7 +34,7 @@ FAKE_PID = 999_999
 
 
 class FakeRunner:
-    """A `tl_core.jobs.Runner` whose "workers" live until `end` says they ended."""
+    """A `tl_core.jobs.queue.Runner` whose "workers" live until `end` says they ended."""
 
     def __init__(self) -> None:
         self.alive: set[str] = set()

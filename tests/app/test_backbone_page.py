@@ -17,9 +17,10 @@ from tests.app.wizard_support import (
     seed_blocks,
     store_sample,
 )
-from tl_core import DatasetReport, catalog, tl_home
-from tl_core.backbones import BACKBONES, get_backbone
-from tl_core.runs import RunFiles
+from tl_core import DatasetReport, tl_home
+from tl_core.jobs.runs import RunFiles
+from tl_core.models import catalog
+from tl_core.models.backbones import BACKBONES, get_backbone
 from ui import state
 from ui.predict_export_view import BACKBONE_TARGET, export_args
 

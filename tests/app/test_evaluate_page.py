@@ -21,9 +21,9 @@ from tests.app.analysis_support import store_analysis
 from tests.app.run_support import fabricate_run, texts
 from tests.app.wizard_support import assert_no_exception, offline_app
 from tl_core import DatasetReport, ingest_archive
-from tl_core.analysis import result_path
+from tl_core.analysis.background import result_path
 from tl_core.data.dataset import split_dataset
-from tl_core.runs import RunFiles, append_jsonl, read_json, run_path, write_json_atomic
+from tl_core.jobs.runs import RunFiles, append_jsonl, read_json, run_path, write_json_atomic
 from ui import evaluate_view, state
 
 PAGE = "pages/evaluate.py"
@@ -52,7 +52,7 @@ def no_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         started.append(argv)
         raise OSError("no processes in page tests")
 
-    monkeypatch.setattr("tl_core.analysis.spawn_detached", spawn)
+    monkeypatch.setattr("tl_core.analysis.background.spawn_detached", spawn)
     yield
     assert not started, started
 
@@ -163,7 +163,7 @@ def _store_gradcam(run: Path, image: Path, label: str) -> Path:
 
 
 def _evaluation_file(run: Path, suffix: str) -> Path:
-    """Where `tl_core.analysis` keeps the run's evaluation error (``.error.json``) or
+    """Where `tl_core.analysis.background` keeps the run's evaluation error (``.error.json``) or
     running marker (``.pid``)."""
     path = result_path(run, evaluate_view.evaluate_args(run)).with_suffix(suffix)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,10 @@ from tests.app.wizard_support import (
     seed_blocks,
     store_sample,
 )
-from tl_core import DatasetReport, catalog
-from tl_core.backbones import get_backbone
+from tl_core import DatasetReport
 from tl_core.config import RunConfig
+from tl_core.models import catalog
+from tl_core.models.backbones import get_backbone
 from ui import state
 
 PAGE = "pages/layers.py"

@@ -17,15 +17,15 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import tl_core.analysis
+import tl_core.analysis.background
 from tests.app.analysis_support import store_analysis
 from tests.app.run_support import fabricate_run, texts
 from tests.app.wizard_support import assert_no_exception, offline_app, plain, store_sample
 from tests.helpers import png_bytes
 from tl_core import tl_home
-from tl_core.analysis import analysis_folder
-from tl_core.export import model_card
-from tl_core.runs import RunFiles, read_json, write_json_atomic
+from tl_core.analysis.background import analysis_folder
+from tl_core.analysis.export import model_card
+from tl_core.jobs.runs import RunFiles, read_json, write_json_atomic
 from ui import predict_export_view as view
 from ui import state
 
@@ -250,7 +250,7 @@ def test_an_export_starts_only_when_asked_and_shows_that_it_runs(
         # analysis module keeps no reference to it once it reaps its children.
         return SimpleNamespace(pid=os.getpid(), poll=lambda: 0)
 
-    monkeypatch.setattr(tl_core.analysis, "spawn_detached", spawn)
+    monkeypatch.setattr(tl_core.analysis.background, "spawn_detached", spawn)
     _open(app)
     app.checkbox(key=view.INT8_CHECKBOX).check().run()
     assert [button.label for button in app.button if button.label.startswith("Export")] == [

@@ -25,10 +25,10 @@ from tests.app.run_support import (
 )
 from tests.app.wizard_support import assert_no_exception, offline_app, seed_blocks, store_sample
 from tl_core import DatasetReport
-from tl_core.backbones import get_backbone
 from tl_core.config import RunConfig
-from tl_core.jobs import Scheduler, get, list_jobs, submit
-from tl_core.runs import RunFiles, read_json, run_path
+from tl_core.jobs.queue import Scheduler, get, list_jobs, submit
+from tl_core.jobs.runs import RunFiles, read_json, run_path
+from tl_core.models.backbones import get_backbone
 from ui import state
 
 PAGE = "pages/train.py"

@@ -16,7 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tl_core import DatasetReport, ingest_archive, load_dataset, tl_home
-from tl_core.catalog import blocks_cache_path
+from tl_core.models.catalog import blocks_cache_path
 from ui import datasets
 
 #: MobileNetV2's blocks at 64 px as ``python -m tl_core blocks`` lists them (layer names

@@ -32,7 +32,8 @@ def trained_run(easy_archive: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     From scratch at 32 px with flips; read-only for the tests that use it.
     """
-    from tl_core.train import prepare_run, train_run
+    from tl_core.engine.train import train_run
+    from tl_core.jobs.runs import prepare_run
 
     home = tmp_path_factory.mktemp("trained_home")
     with tl_home_set(home):

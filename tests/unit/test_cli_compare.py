@@ -9,8 +9,8 @@ import pytest
 
 from tests.app.run_support import fabricate_run
 from tl_core import cli
-from tl_core.jobs import list_jobs
-from tl_core.ladder import load_ladder
+from tl_core.analysis.ladder import load_ladder
+from tl_core.jobs.queue import list_jobs
 
 OLD, NEW = "20261123-100000-aaaaaa", "20261123-110000-bbbbbb"
 

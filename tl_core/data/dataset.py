@@ -242,7 +242,7 @@ def make_array_batches(
     seed: int = 0,
     one_hot: bool = False,
 ) -> tf.data.Dataset:
-    """Like `make_batches`, for rows of precomputed features (see `tl_core.cache`).
+    """Like `make_batches`, for rows of precomputed features (see `tl_core.engine.cache`).
 
     The order of each shuffled epoch depends on (seed, epoch) only, as in `make_batches`.
 

@@ -1,0 +1,403 @@
+"""The freeze-depth ladder: one click queues runs that differ only in how deep they fine-tune.
+
+Each rung trains the top ``d`` blocks of the backbone (``freeze="fine-tune"``,
+``unfreeze_last=d``; ``d = 0`` trains the head alone, as feature extraction does) with
+every other setting taken from a base run. Plotting best validation accuracy and seconds
+per epoch against ``d`` shows what each block of fine-tuning buys and costs.
+
+A ladder is recorded in ``TL_HOME/ladders/<ladder_id>.json``::
+
+    {"ladder_id", "created_at", "base_run_id", "depths": [0, 1, 2], "run_ids": [...]}
+
+Ladder ids are generated (the shape of run ids: UTC time and random bits), never taken
+from user input as a path. The runs themselves are ordinary queued jobs
+(`tl_core.jobs.queue.submit`): they share the queue, and its device slots, with every other run.
+
+Example:
+    >>> base = ladder_base("20261123-131500-a1b2c3")  # doctest: +SKIP
+    >>> depths = suggest_depths(base.num_blocks)  # doctest: +SKIP
+    >>> ladder = submit_ladder(base.config, depths, base_run_id=base.run_id)  # doctest: +SKIP
+    >>> [row["state"] for row in ladder_results(ladder)]  # doctest: +SKIP
+    ['queued', 'queued', 'queued', 'queued', 'queued']
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tl_core.analysis.compare import median_epoch_seconds
+from tl_core.config import RunConfig
+from tl_core.errors import ConfigError, JobError
+from tl_core.jobs.queue import submit
+from tl_core.jobs.runs import (
+    RunFiles,
+    new_run_id,
+    read_json,
+    read_metrics,
+    run_path,
+    summarize_run,
+    write_json_atomic,
+)
+from tl_core.workspace import safe_join, tl_home
+
+__all__ = [
+    "MAX_SUGGESTED_RUNS",
+    "Ladder",
+    "LadderBase",
+    "ladder_base",
+    "ladder_configs",
+    "ladder_results",
+    "ladders_dir",
+    "list_ladders",
+    "load_ladder",
+    "submit_ladder",
+    "suggest_depths",
+]
+
+#: Most runs `suggest_depths` proposes: each one is a full training run in the queue.
+MAX_SUGGESTED_RUNS = 5
+
+_LADDER_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """One queued ladder: which runs trained which depth.
+
+    Attributes:
+        ladder_id: generated id (``20261123-131500-a1b2c3``).
+        created_at: when it was queued (seconds since the epoch).
+        base_run_id: the run whose settings the rungs share (``None`` when the ladder
+            was built from a config alone).
+        depths: top blocks trained by each rung, shallow to deep.
+        run_ids: the rungs' runs, in the order of `depths`.
+    """
+
+    ladder_id: str
+    created_at: float
+    base_run_id: str | None
+    depths: tuple[int, ...]
+    run_ids: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the ladder as a JSON-ready dict."""
+        return {
+            "ladder_id": self.ladder_id,
+            "created_at": self.created_at,
+            "base_run_id": self.base_run_id,
+            "depths": list(self.depths),
+            "run_ids": list(self.run_ids),
+        }
+
+
+@dataclass(frozen=True)
+class LadderBase:
+    """A run to build a ladder on: its config and, once its model was built, its block count."""
+
+    run_id: str
+    config: RunConfig
+    num_blocks: int | None
+
+
+def ladders_dir(home: Path | None = None) -> Path:
+    """Return ``TL_HOME/ladders``, created when missing."""
+    path = (home or tl_home()) / "ladders"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def suggest_depths(num_blocks: int | None, *, max_runs: int = MAX_SUGGESTED_RUNS) -> list[int]:
+    """Propose depths for a ladder: 0, 1, 2, 4, … and the whole backbone, `max_runs` at most.
+
+    Doubling spends the runs where a block more or less matters most (near the top); the
+    last rung trains every block, as the far end of the scale.
+
+    Args:
+        num_blocks: the backbone's blocks, or ``None`` when not known yet (then no rung
+            claims to train them all).
+        max_runs: most depths returned (default `MAX_SUGGESTED_RUNS`).
+
+    Example:
+        >>> suggest_depths(19)
+        [0, 1, 2, 4, 19]
+        >>> suggest_depths(3)
+        [0, 1, 2, 3]
+    """
+    doubling = [0]
+    step = 1
+    while (num_blocks is None or step < num_blocks) and len(doubling) < max_runs:
+        doubling.append(step)
+        step *= 2
+    if num_blocks is None or num_blocks == 0:
+        return doubling
+    return [*doubling[: max_runs - 1], num_blocks]
+
+
+def ladder_configs(
+    base: RunConfig, depths: Sequence[int], *, num_blocks: int | None = None
+) -> list[RunConfig]:
+    """Return one config per depth: `base` with its top ``d`` blocks trainable.
+
+    Every config has ``freeze="fine-tune"`` and ``unfreeze_last=d`` (no custom block
+    list), so the configs differ from one another in ``unfreeze_last`` alone.
+
+    Args:
+        base: the settings the rungs share.
+        depths: top blocks to train, distinct and sorted, each between 0 and `num_blocks`.
+        num_blocks: the backbone's blocks, when known (default ``None``: not checked).
+
+    Raises:
+        ConfigError: for depths that are empty, not whole numbers, repeated, unsorted or
+            out of range, and for a two-phase base (its second phase fixes the depth in
+            ``fine_tune_blocks``). A base with random weights is accepted: see
+            `ladder_caveat`.
+
+    Example:
+        >>> base = RunConfig(dataset_id="0123456789ab", weights="imagenet")
+        >>> [c.unfreeze_last for c in ladder_configs(base, [0, 2, 4], num_blocks=19)]
+        [0, 2, 4]
+    """
+    depths = list(depths)
+    if not depths:
+        raise ConfigError("Expected `depths` to hold at least one depth. Received: depths=[]")
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in depths):
+        raise ConfigError(
+            f"Expected `depths` to be whole numbers of blocks. Received: depths={depths!r}"
+        )
+    if len(set(depths)) != len(depths):
+        raise ConfigError(f"Expected `depths` to be distinct. Received: depths={depths!r}")
+    if depths != sorted(depths):
+        raise ConfigError(
+            f"Expected `depths` to be sorted from shallow to deep. Received: depths={depths!r}"
+        )
+    top = num_blocks if num_blocks is not None else 1000
+    if depths[0] < 0 or depths[-1] > top:
+        raise ConfigError(
+            f"Expected every depth to be between 0 and {top}"
+            + (" (the backbone's blocks)" if num_blocks is not None else "")
+            + f". Received: depths={depths!r}"
+        )
+    if base.two_phase:
+        raise ConfigError(
+            "Expected `two_phase` to be False for a freeze-depth ladder: a two-phase run "
+            "fine-tunes `fine_tune_blocks` blocks whatever the ladder says. "
+            "Received: two_phase=True. Pick a single-phase run as the base."
+        )
+    return [
+        base.with_changes(freeze="fine-tune", unfreeze_last=depth, trainable_blocks=())
+        for depth in depths
+    ]
+
+
+def ladder_caveat(base: RunConfig) -> str | None:
+    """Return what a viewer should know before reading a ladder on `base`, or ``None``.
+
+    With random weights the frozen blocks of the shallow rungs pass almost nothing on
+    (FIELD_NOTES: output std ~1e-12), so those rungs stay near chance. That is a finding
+    worth showing (freezing only pays with pretrained weights), not an error.
+
+    Example:
+        >>> ladder_caveat(RunConfig(dataset_id="0123456789ab", weights="imagenet")) is None
+        True
+    """
+    if not base.from_scratch:
+        return None
+    return (
+        "This run starts from random weights: frozen random blocks pass almost nothing on, "
+        "so the shallow rungs will stay near chance and only the deep ones can learn. That "
+        "shows why freezing needs pretrained weights; for a fair ladder, pick a run with "
+        "ImageNet weights or a weights file as the base."
+    )
+
+
+def submit_ladder(
+    base: RunConfig,
+    depths: Sequence[int],
+    *,
+    base_run_id: str | None = None,
+    num_blocks: int | None = None,
+    owner: str | None = None,
+    home: Path | None = None,
+) -> Ladder:
+    """Queue one run per depth (`ladder_configs`) and record them as a ladder.
+
+    Every config is checked before the first run is queued. Should the queue fail part
+    way, the runs queued so far are still recorded as a ladder, then the error is raised.
+
+    Args:
+        base: the settings the rungs share.
+        depths: top blocks to train, distinct and sorted.
+        base_run_id: the run `base` came from (default ``None``), recorded with the ladder.
+        num_blocks: the backbone's blocks, when known (default ``None``: not checked).
+        owner: who queues the runs (default ``None``), as in `tl_core.jobs.queue.submit`.
+        home: the workspace root (default ``TL_HOME``).
+
+    Raises:
+        ConfigError: for invalid depths or a base a ladder cannot use (`ladder_configs`).
+        JobError: when the queue cannot take the runs, or `base_run_id` is malformed.
+
+    Example:
+        >>> ladder = submit_ladder(base, [0, 1, 2, 4], num_blocks=19)  # doctest: +SKIP
+        >>> len(ladder.run_ids)  # doctest: +SKIP
+        4
+    """
+    configs = ladder_configs(base, depths, num_blocks=num_blocks)
+    if base_run_id is not None:
+        run_path(base_run_id, home)  # refuses an id of the wrong shape
+    run_ids: list[str] = []
+    try:
+        for config in configs:
+            run_ids.append(submit(config, owner=owner, home=home))
+    except BaseException:
+        if run_ids:
+            _record(base_run_id, depths, run_ids, home)
+        raise
+    return _record(base_run_id, depths, run_ids, home)
+
+
+def _record(
+    base_run_id: str | None, depths: Sequence[int], run_ids: Sequence[str], home: Path | None
+) -> Ladder:
+    # Ladder ids take the shape of run ids: sortable by time, unique by their random bits.
+    ladder = Ladder(
+        ladder_id=new_run_id(),
+        created_at=time.time(),
+        base_run_id=base_run_id,
+        depths=tuple(depths[: len(run_ids)]),
+        run_ids=tuple(run_ids),
+    )
+    write_json_atomic(_ladder_file(ladder.ladder_id, home), ladder.to_json())
+    return ladder
+
+
+def _ladder_file(ladder_id: str, home: Path | None) -> Path:
+    if not isinstance(ladder_id, str) or not _LADDER_ID.fullmatch(ladder_id):
+        raise JobError(
+            f"Expected a ladder id like '20261123-131500-a1b2c3'. Received: "
+            f"ladder_id={ladder_id!r}. Pick a ladder from the list on the Compare page."
+        )
+    return safe_join(ladders_dir(home), f"{ladder_id}.json")
+
+
+def load_ladder(ladder_id: str, home: Path | None = None) -> Ladder:
+    """Read the ladder `ladder_id`.
+
+    Raises:
+        JobError: when the id is malformed or names no (readable) ladder.
+
+    Example:
+        >>> load_ladder("20261123-131500-a1b2c3").depths  # doctest: +SKIP
+        (0, 1, 2, 4, 19)
+    """
+    path = _ladder_file(ladder_id, home)
+    ladder = _parse_ladder(read_json(path))
+    if ladder is None or ladder.ladder_id != ladder_id:
+        raise JobError(
+            f"There is no ladder {ladder_id} in {path.parent} (or its file is unreadable). "
+            "Pick a ladder from the list on the Compare page."
+        )
+    return ladder
+
+
+def list_ladders(home: Path | None = None) -> list[Ladder]:
+    """Return every recorded ladder, newest first; unreadable files are left out.
+
+    Example:
+        >>> [ladder.depths for ladder in list_ladders()]  # doctest: +SKIP
+        [(0, 1, 2, 4, 19)]
+    """
+    ladders = []
+    for path in ladders_dir(home).glob("*.json"):
+        if not _LADDER_ID.fullmatch(path.stem):
+            continue
+        ladder = _parse_ladder(read_json(path))
+        if ladder is not None and ladder.ladder_id == path.stem:
+            ladders.append(ladder)
+    return sorted(ladders, key=lambda ladder: (ladder.created_at, ladder.ladder_id), reverse=True)
+
+
+def _parse_ladder(doc: Any) -> Ladder | None:
+    """A ladder file's contents as a `Ladder`; ``None`` for anything malformed."""
+    if not isinstance(doc, dict):
+        return None
+    try:
+        ladder = Ladder(
+            ladder_id=str(doc["ladder_id"]),
+            created_at=float(doc["created_at"]),
+            base_run_id=doc.get("base_run_id"),
+            depths=tuple(int(d) for d in doc["depths"]),
+            run_ids=tuple(str(r) for r in doc["run_ids"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return ladder if ladder.run_ids and len(ladder.depths) == len(ladder.run_ids) else None
+
+
+def ladder_base(run_id: str, home: Path | None = None) -> LadderBase:
+    """Read the run `run_id` as the base of a ladder: its config and block count.
+
+    The block count comes from the ``blocks`` list the worker writes into ``run.json``
+    once it has built the model (``None`` before that).
+
+    Raises:
+        JobError: when the id is malformed or names no run.
+        ConfigError: when its stored config cannot be read back as a `RunConfig`.
+
+    Example:
+        >>> ladder_base("20261123-131500-a1b2c3").num_blocks  # doctest: +SKIP
+        19
+    """
+    root = run_path(run_id, home)
+    doc = read_json(RunFiles(root).config)
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        raise JobError(
+            f"There is no run {run_id} in {root.parent} (or its run.json is unreadable). "
+            "Pick a run from the runs list."
+        )
+    blocks = doc.get("blocks")
+    return LadderBase(
+        run_id=run_id,
+        config=RunConfig.from_json(doc["config"]),
+        num_blocks=len(blocks) if isinstance(blocks, list) else None,
+    )
+
+
+def ladder_results(ladder: Ladder, home: Path | None = None) -> list[dict[str, Any]]:
+    """Return one row per rung, shallow to deep, read from the runs' directories.
+
+    Each row: ``depth``, ``run_id``, ``state`` (``"missing"`` when the run's folder is
+    gone), ``best_val_accuracy`` and ``seconds_per_epoch`` (the median of its epochs;
+    both ``None`` until an epoch has ended).
+
+    Example:
+        >>> ladder_results(load_ladder("20261123-131500-a1b2c3"))[0]  # doctest: +SKIP
+        {'depth': 0, 'run_id': '…', 'state': 'completed', 'best_val_accuracy': 0.81,
+         'seconds_per_epoch': 3.1}
+    """
+    rows = []
+    for depth, run_id in zip(ladder.depths, ladder.run_ids, strict=True):
+        row: dict[str, Any] = {
+            "depth": depth,
+            "run_id": run_id,
+            "state": "missing",
+            "best_val_accuracy": None,
+            "seconds_per_epoch": None,
+        }
+        try:
+            epochs, _ = read_metrics(run_path(run_id, home))
+            summary = summarize_run(run_id, home, epochs=epochs)
+        except JobError:
+            rows.append(row)
+            continue
+        row |= {
+            "state": summary.state,
+            "best_val_accuracy": summary.best_val_accuracy,
+            "seconds_per_epoch": median_epoch_seconds(epochs),
+        }
+        rows.append(row)
+    return rows

@@ -1,0 +1,11 @@
+"""Runs as jobs: the queue, the scheduler and its runners, and the run folders they write.
+
+- `queue`: the SQLite job queue (submit, stop, resume), the scheduler and the local
+  process runner.
+- `runs`: the run folder on disk (``run.json``, ``status.json``, ``metrics.jsonl``) and
+  its readers.
+- `processes`: detached spawns and pid checks shared with background analyses.
+- `progress`: where a run stands and how long it has left, in words.
+
+No module here imports `tl_core.engine` or `tl_core.analysis`.
+"""

@@ -1,0 +1,84 @@
+"""Background processes of this machine: start one detached, and tell whether it still lives.
+
+Both the training queue (`tl_core.jobs.queue`) and the web app's analyses
+(`tl_core.analysis.background`)
+start ``python -m …`` subprocesses that must outlive the process that started them (a
+browser reload, an app restart), and later check them by pid alone. A pid is reused by the
+system once its process is gone, so a process is identified by its pid and its start time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+__all__ = ["process_alive", "process_start_time", "spawn_detached"]
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """Return ``(state letter, start time in clock ticks)`` from ``/proc``, or ``None``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ")".
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def process_start_time(pid: int) -> int | None:
+    """Return when the process `pid` started (clock ticks since boot), or ``None``."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
+def process_alive(pid: int | None, start_time: int | None) -> bool:
+    """True when `pid` lives, is no zombie, and is the process that started at `start_time`.
+
+    Example:
+        >>> process_alive(os.getpid(), process_start_time(os.getpid()))
+        True
+    """
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: the pid was reused
+        return False
+    stat = _proc_stat(pid)
+    if stat is None:  # no /proc (not Linux): the signal check is all there is
+        return True
+    state, started = stat
+    return state != "Z" and (start_time is None or started == start_time)
+
+
+def package_root() -> str:
+    """Return the folder that holds the ``tl_core`` package (for ``PYTHONPATH``)."""
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def spawn_detached(
+    argv: Sequence[str], *, env: Mapping[str, str], output: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in a session of its own, stdout and stderr to `output`.
+
+    ``tl_core`` is put on ``PYTHONPATH`` (the app may run from another folder) and Python's
+    output is unbuffered, so that a log shows what happened up to a crash.
+
+    Raises:
+        OSError: when the command cannot be started.
+    """
+    python_path = os.pathsep.join(filter(None, [package_root(), env.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env=dict(env) | {"PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
