@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tl_core.faults import fault_point
+
 __all__ = [
     "FolderLock",
     "atomic_write",
@@ -89,6 +91,7 @@ def atomic_write(path: Path, write: Callable[[Path], Any], *, durable: bool = Tr
         write(tmp)
         if durable:
             _fsync_file(tmp)
+        fault_point(f"before-rename:{path.name}")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
