@@ -1,7 +1,8 @@
 """Named points where a fault-injection test can kill this process, as a power cut would.
 
 The fault suite (``tests/faults``) starts real workers, servers and analyses with
-``TL_FAULT_AT=POINT`` (or ``POINT@N`` for the N-th time the point is reached) and checks
+``TL_FAULT_AT=POINT`` (or ``POINT@N`` for the N-th time the point is reached; POINT may be
+a shell pattern such as ``before-rename:*.npz``) and checks
 that every run survives: no run lost, never two writers, a state the pages explain. At a
 matching point the process sends itself SIGKILL, so no ``finally`` block, ``atexit`` hook
 or buffered write gets a chance to tidy up. Unset (always, outside tests) a point costs one
@@ -18,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import signal
 from collections import Counter
@@ -34,8 +36,8 @@ def fault_point(name: str) -> None:
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
-    point, _, nth = spec.partition("@")
-    if point != name:
+    pattern, _, nth = spec.partition("@")
+    if not fnmatch.fnmatchcase(name, pattern):
         return
     _reached[name] += 1
     if _reached[name] >= (int(nth) if nth.isdigit() else 1):

@@ -40,6 +40,10 @@ def test_a_named_point_kills_the_process_with_sigkill_the_nth_time() -> None:
     assert done.stdout.split() == ["1", "2"]
 
 
+def test_a_point_may_be_named_by_a_pattern() -> None:
+    assert _run("ba*").stdout.split() == ["1"]
+
+
 def test_other_points_and_an_unset_variable_do_nothing() -> None:
     assert _run("epoch-end").stdout.split() == ["1", "2", "3"]
     assert _run(None).returncode == 0
