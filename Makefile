@@ -29,7 +29,7 @@ test: $(VENV)/.dev-deps
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 test-fast: $(VENV)/.dev-deps
-	$(PY) -m pytest -m "not slow and not e2e"
+	$(PY) -m pytest -m "not slow and not e2e and not faults"
 
 lint: $(VENV)/.dev-deps
 	$(PY) -m ruff check .

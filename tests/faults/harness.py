@@ -1,0 +1,62 @@
+"""Start, kill and inspect real workers for the fault-injection cases."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.unit.engine_helpers import ROOT, cli_env, epoch_lines, tiny_config, tl_core_command
+from tl_core.jobs.runs import new_run_id, prepare_run, run_path
+
+KILLED = -signal.SIGKILL
+
+
+def new_run(home: Path, dataset_id: str, **changes: Any) -> Path:
+    """Prepare a queued run of the tiny settings in `home`; return its folder."""
+    run_id = new_run_id()
+    root = run_path(run_id, home)
+    prepare_run(root, tiny_config(dataset_id, **changes), run_id=run_id)
+    return root
+
+
+def tl_core(
+    home: Path, *args: str, fault: str | None = None, timeout: float = 240, **popen: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m tl_core ARGS`` in `home`, killed at `fault` when given."""
+    extra = {"TL_FAULT_AT": fault} if fault else {}
+    return subprocess.run(
+        tl_core_command(*args),
+        capture_output=True,
+        text=True,
+        env=cli_env(home, **extra),
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+        **popen,
+    )
+
+
+def worker(
+    home: Path, root: Path, *, fault: str | None = None, resume: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the queue's worker on `root` to its end (or to its fault)."""
+    args = ["worker", root.name, *(["--resume"] if resume else [])]
+    return tl_core(home, *args, fault=fault)
+
+
+def epochs_once(root: Path, total: int) -> None:
+    """Every epoch 1..total has exactly one line in ``metrics.jsonl``."""
+    epochs = [line["epoch"] for line in epoch_lines(root)]
+    assert epochs == list(range(1, total + 1)), epochs
+
+
+def digest(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """sha256 of every file under `root` (names relative), leaving out `skip` folders."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).parts[0] not in skip
+    }
