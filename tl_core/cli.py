@@ -25,7 +25,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 #: Commands that need TensorFlow; it is imported up front, with its start-up chatter
 #: kept off stderr (`tl_core.engine.device.quiet_tensorflow`).
 _TENSORFLOW_COMMANDS = frozenset(
-    {"blocks", "train", "resume", "worker", "predict", "evaluate", "embeddings", "export"}
+    {"blocks", "resume", "worker", "predict", "evaluate", "embeddings", "export"}
 )
 
 log = logging.getLogger("tl_core.cli")
@@ -117,11 +117,40 @@ def _freeze_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"freeze": args.preset or "feature-extraction"}
 
 
+def _augmentations(text: str) -> tuple[str, ...]:
+    """``--augment``: comma-separated names; ``none`` or nothing means no augmentation."""
+    from tl_core.config import AUGMENTATIONS
+
+    names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
+    if names in ((), ("none",)):
+        return ()
+    if not set(names) <= set(AUGMENTATIONS):
+        raise _UsageError(
+            f"Expected `--augment` to be 'none' or comma-separated names from "
+            f"{list(AUGMENTATIONS)}. Received: --augment={text!r}"
+        )
+    return names
+
+
+def _block_names(config: Any) -> list[str] | None:
+    """The backbone's blocks when the freeze plan names or counts them, else ``None``.
+
+    Read from the block cache when it holds them (no TensorFlow needed, so a bad
+    ``--unfreeze-last`` is refused at once); otherwise listed once and cached.
+    """
+    from tl_core.models.catalog import backbone_blocks, cached_backbone_blocks
+
+    blocks = cached_backbone_blocks(config.backbone, config.image_size)
+    if blocks is None:
+        if not (config.two_phase or config.freeze in ("fine-tune", "custom")):
+            return None
+        blocks = backbone_blocks(config.backbone, config.image_size)
+    return [block.name for block in blocks]
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from tl_core.config import RunConfig
+    from tl_core.config import RunConfig, check_runnable
     from tl_core.data import ingest_archive
-    from tl_core.engine.train import train_run
-    from tl_core.jobs.runs import prepare_run
 
     report = ingest_archive(args.archive)
     config = RunConfig(
@@ -141,13 +170,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         fine_tune_blocks=args.fine_tune_blocks,
         early_stopping=args.patience is not None,
         patience=args.patience or 3,
-        augmentation=tuple(a for a in args.augment.split(",") if a),
+        augmentation=_augmentations(args.augment),
         label_smoothing=args.label_smoothing,
         val_fraction=args.val_fraction,
         mixed_precision=args.mixed_precision,
         fast=args.fast,
         **_freeze_options(args),
     )
+    # Refused here, before the run folder exists and before TensorFlow is imported.
+    check_runnable(config, blocks=_block_names(config))
+    from tl_core.engine.device import quiet_tensorflow
+    from tl_core.engine.train import train_run
+    from tl_core.jobs.runs import prepare_run
+
+    quiet_tensorflow()
     files = prepare_run(Path(args.out), config)
     status = train_run(files.root)
     return _report_run(files.root, status, args.json)
@@ -161,16 +197,17 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _report_run(run_dir: Path, status: Any, as_json: bool) -> int:
-    from tl_core.jobs.runs import RunFiles, read_json, read_metrics
+    from tl_core.jobs.runs import RunFiles, best_epoch, read_json, read_metrics
 
     epochs, _ = read_metrics(run_dir)
     doc = read_json(RunFiles(run_dir).config, {})
-    val = [e["val_accuracy"] for e in epochs if e.get("val_accuracy") is not None]
+    best = best_epoch(epochs)
     result = {
         "run_dir": str(Path(run_dir).resolve()),
         "state": status.state,
         "epochs": status.epoch,
-        "best_val_accuracy": max(val) if val else None,
+        "best_val_accuracy": best["val_accuracy"] if best else None,
+        "best_epoch": best.get("epoch") if best else None,
         "last": epochs[-1] if epochs else None,
         "trainable_params": doc.get("trainable_params"),
         "non_trainable_params": doc.get("non_trainable_params"),
@@ -180,8 +217,8 @@ def _report_run(run_dir: Path, status: Any, as_json: bool) -> int:
         result,
         as_json,
         lambda r: (
-            f"{r['state']} after {r['epochs']} epochs; best val accuracy "
-            f"{r['best_val_accuracy']}; files in {r['run_dir']}"
+            f"{r['state']} after {r['epochs']} epochs; best epoch (highest validation "
+            f"accuracy): {r['best_epoch']}, {r['best_val_accuracy']}; files in {r['run_dir']}"
             + (f"\nerror: {r['error']}" if r["error"] else "")
         ),
     )
@@ -434,7 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fine-tune-epochs", type=int, default=5)
     train.add_argument("--fine-tune-blocks", type=int, default=2)
     train.add_argument("--patience", type=int, default=None, help="early stopping patience")
-    train.add_argument("--augment", default="flip", help="comma-separated: flip,rotation,…")
+    train.add_argument(
+        "--augment",
+        default="flip",
+        help="comma-separated: flip,rotation,zoom,contrast; none for no augmentation",
+    )
     train.add_argument("--label-smoothing", type=float, default=0.0)
     train.add_argument("--val-fraction", type=float, default=0.2)
     train.add_argument("--seed", type=int, default=0)

@@ -4,13 +4,21 @@ A config is plain data (a frozen dataclass of strings, numbers and tuples) so it
 the core/UI boundary, be stored in ``run.json`` and be diffed between runs. Invalid
 values raise `ConfigError` with Keras-style messages:
 "Expected `epochs` to be between 1 and 1000. Received: epochs=0".
+
+Rules that tie fields together or need facts a config does not hold (the backbone's
+block names, whether the training machine has a GPU) live here too, once: the CLI, the
+queue (`tl_core.jobs.queue.submit`) and the Train page all call `RunConfig.validate_for`
+(through `check_runnable` where this process must look the facts up), and the page
+switches off what `unavailable_options` names, showing its reason.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from tl_core.errors import ConfigError
@@ -21,6 +29,10 @@ __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
     "RunConfig",
+    "check_runnable",
+    "expect_block_depth",
+    "expect_block_names",
+    "unavailable_options",
 ]
 
 #: Freeze presets. ``feature-extraction``: only the head trains. ``fine-tune``: the top
@@ -37,6 +49,138 @@ _IMAGE_SIZE_RANGE = (32, 512)
 def _expect(ok: bool, name: str, expected: str, value: Any) -> None:
     if not ok:
         raise ConfigError(f"Expected `{name}` to be {expected}. Received: {name}={value!r}")
+
+
+def expect_block_depth(
+    name: str, value: int, blocks: Sequence[str], *, backbone: str | None = None, low: int = 0
+) -> None:
+    """Refuse a count of top blocks outside ``low``–``len(blocks)`` instead of clamping it.
+
+    Example:
+        >>> expect_block_depth("unfreeze_last", 9, ["stem", "top"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tl_core.errors.ConfigError: Expected `unfreeze_last` to be between 0 and 2 for this ...
+    """
+    owner = backbone or "this backbone"
+    _expect(
+        _is_int(value) and low <= value <= len(blocks),
+        name,
+        f"between {low} and {len(blocks)} for {owner} (its block count)",
+        value,
+    )
+
+
+def expect_block_names(
+    names: Sequence[str], blocks: Sequence[str], *, backbone: str | None = None
+) -> None:
+    """Refuse block names that are not blocks of the backbone, listing the valid ones.
+
+    Example:
+        >>> expect_block_names(["top"], ["stem", "top"])  # no error
+    """
+    unknown = sorted(set(names) - set(blocks))
+    if unknown:
+        owner = backbone or "this backbone"
+        raise ConfigError(
+            f"Expected `trainable_blocks` to name blocks of {owner} ({', '.join(blocks)}). "
+            f"Received unknown blocks: {unknown}. List them with "
+            f"`python -m tl_core blocks {backbone or 'BACKBONE'}`."
+        )
+
+
+def _head_trains_alone(settings: Mapping[str, Any]) -> bool:
+    """Whether some phase trains the head with the whole backbone frozen."""
+    if settings.get("two_phase", False):
+        return True
+    freeze = settings.get("freeze", "feature-extraction")
+    return freeze == "feature-extraction" or (
+        freeze == "fine-tune" and settings.get("unfreeze_last") == 0
+    )
+
+
+def unavailable_options(
+    settings: Mapping[str, Any], *, gpu: bool | None = None
+) -> dict[str, tuple[str, str]]:
+    """Return the on/off options that cannot be on with these `settings`, and why.
+
+    The studio's cross-field rules, written once: `RunConfig.validate_for` refuses a
+    config that switches such an option on, and the Train page switches it off and
+    shows the reason.
+
+    Args:
+        settings: `RunConfig` fields by name (``weights``, ``freeze``, ``unfreeze_last``,
+            ``two_phase``); a missing field takes `RunConfig`'s default.
+        gpu: whether the machine that trains has a GPU; ``None`` (default) when unknown,
+            which skips the GPU rule.
+
+    Returns:
+        ``{option: (expected, reason)}``: what the option was expected to be, in words,
+        and a sentence for people saying why and what to do.
+
+    Example:
+        >>> sorted(unavailable_options({"weights": "none", "freeze": "full"}, gpu=False))
+        ['fast', 'mixed_precision', 'two_phase']
+    """
+    found: dict[str, tuple[str, str]] = {}
+    if settings.get("weights", "imagenet") == "none":
+        found["two_phase"] = (
+            "False when training from scratch (weights='none')",
+            "Two phases need pretrained weights: a frozen, randomly initialised backbone "
+            "passes almost nothing to the head, so the head-only phase learns nothing. "
+            "Choose ImageNet weights or a weights file, or train in one phase.",
+        )
+    # Where two phases are ruled out above, the page switches them off: judge `fast` so.
+    two_phase = settings.get("two_phase", False) and "two_phase" not in found
+    if not _head_trains_alone({**settings, "two_phase": two_phase}):
+        found["fast"] = (
+            "False when no phase trains the head alone",
+            "Fast head training needs a phase in which only the head trains (feature "
+            "extraction, or the first of two phases): with trainable blocks the backbone "
+            "must run on every batch. Freeze the backbone, choose two phases, or turn it off.",
+        )
+    if gpu is False:
+        found["mixed_precision"] = (
+            "False on a machine without a GPU",
+            "Mixed precision needs a GPU: float16 compute on a CPU is slower, not faster. "
+            "Turn it off, or train on a machine with a GPU.",
+        )
+    return found
+
+
+def check_runnable(
+    config: RunConfig, *, blocks: Sequence[str] | None = None, home: Path | None = None
+) -> None:
+    """`RunConfig.validate_for` with the facts this process finds without TensorFlow.
+
+    The block names are `blocks` when given, else the cached block list of the config's
+    backbone (`tl_core.models.catalog`); when it is not cached the block checks are left
+    to the worker, which refuses on the built model. Whether this machine has a GPU is
+    asked (``nvidia-smi``) only when the config wants mixed precision.
+
+    Args:
+        config: the run's settings.
+        blocks: the backbone's block names, input side first (default ``None``: look them
+            up in the cache).
+        home: the workspace root holding the block cache (default ``TL_HOME``).
+
+    Raises:
+        ConfigError: the settings cannot run here (see `RunConfig.validate_for`).
+
+    Example:
+        >>> check_runnable(RunConfig(dataset_id="0123456789ab"))  # doctest: +SKIP
+    """
+    from tl_core.models.catalog import cached_backbone_blocks
+
+    if blocks is None:
+        cached = cached_backbone_blocks(config.backbone, config.image_size, home=home)
+        blocks = [block.name for block in cached] if cached is not None else None
+    gpu = None
+    if config.mixed_precision:
+        from tl_core.jobs.devices import probe_devices
+
+        gpu = probe_devices().kind == "gpu"
+    config.validate_for(blocks=blocks, gpu=gpu)
 
 
 def _is_int(value: Any) -> bool:
@@ -249,6 +393,50 @@ class RunConfig:
             "an integer between 0 and 2**31 - 1",
             v.seed,
         )
+
+    def validate_for(self, *, blocks: Sequence[str] | None = None, gpu: bool | None = None) -> None:
+        """Refuse settings that do not fit each other, the backbone or the machine.
+
+        Construction checks each field alone; this checks what ties them together (the
+        rules of `unavailable_options`) and, given the facts, that the freeze plan fits
+        the backbone's blocks. The CLI calls it before training and
+        `tl_core.jobs.queue.submit` before queueing (both through `check_runnable`).
+
+        Args:
+            blocks: the backbone's block names, input side first; ``None`` (default)
+                skips the block checks. In the web process they come from
+                `tl_core.models.catalog.cached_backbone_blocks`, in the worker from the
+                built model.
+            gpu: whether the training machine has a GPU; ``None`` (default) when unknown.
+
+        Raises:
+            ConfigError: naming the setting, what was expected and what was received.
+
+        Example:
+            >>> cfg = RunConfig(dataset_id="0123456789ab", freeze="fine-tune", unfreeze_last=9)
+            >>> cfg.validate_for(blocks=["stem", "block_1", "top"])  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            tl_core.errors.ConfigError: Expected `unfreeze_last` to be between 0 and 3 for ...
+        """
+        for option, (expected, reason) in unavailable_options(self.to_json(), gpu=gpu).items():
+            if getattr(self, option):
+                raise ConfigError(
+                    f"Expected `{option}` to be {expected}. Received: {option}=True. {reason}"
+                )
+        if blocks is not None:
+            self._validate_blocks(list(blocks))
+
+    def _validate_blocks(self, blocks: list[str]) -> None:
+        # Two phases fix the second phase's depth in `fine_tune_blocks`, whatever `freeze` says.
+        if self.two_phase:
+            expect_block_depth(
+                "fine_tune_blocks", self.fine_tune_blocks, blocks, backbone=self.backbone, low=1
+            )
+        elif self.freeze == "fine-tune":
+            expect_block_depth("unfreeze_last", self.unfreeze_last, blocks, backbone=self.backbone)
+        elif self.freeze == "custom":
+            expect_block_names(self.trainable_blocks, blocks, backbone=self.backbone)
 
     @property
     def from_scratch(self) -> bool:

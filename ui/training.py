@@ -16,7 +16,13 @@ import streamlit as st
 from PIL import Image
 
 from tl_core import DatasetReport, ImageRecord
-from tl_core.config import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, RunConfig
+from tl_core.config import (
+    AUGMENTATIONS,
+    OPTIMIZERS,
+    SCHEDULES,
+    RunConfig,
+    unavailable_options,
+)
 from tl_core.data.augment import CONTRAST_FACTOR, ROTATION_FACTOR, ZOOM_FACTOR, augment_preview
 from tl_core.jobs.queue import submit
 from tl_core.viz.markdown import escape_markdown
@@ -75,22 +81,35 @@ def default_settings(choice: state.ModelChoice) -> dict[str, Any]:
 def current_settings(choice: state.ModelChoice) -> dict[str, Any]:
     """Return the form's values: what the user chose, defaults for the rest.
 
-    Two phases need pretrained weights (a frozen random backbone passes almost nothing
-    to the head), so they are off from scratch whatever was chosen earlier; fast head
-    training is off when no phase trains the head alone, mixed precision without a GPU.
+    Options that `tl_core.config.unavailable_options` rules out for these choices (two
+    phases from scratch, fast head training with no head-only phase, mixed precision
+    without a GPU) are switched off, whatever was chosen earlier; `blocked_options`
+    says why.
     """
     settings = default_settings(choice)
     for name in state.TRAIN_FIELDS:
         value = state.train_setting(name)
         if value is not None:
             settings[name] = value
-    if not choice.pretrained:
-        settings["two_phase"] = False
-    if choice.freeze != "feature-extraction" and not settings["two_phase"]:
-        settings["fast"] = False  # no phase trains the head alone
-    if current_device().kind != "gpu":
-        settings["mixed_precision"] = False
+    for name in blocked_options(choice, settings):
+        settings[name] = False
     return settings
+
+
+def blocked_options(choice: state.ModelChoice, settings: Mapping[str, Any]) -> dict[str, str]:
+    """Return ``{option: reason}`` for the on/off options these choices rule out.
+
+    The rules and their reasons are `RunConfig`'s (`tl_core.config.unavailable_options`);
+    the page only switches those options off and shows the reason.
+    """
+    choices = {
+        "weights": "imagenet" if choice.pretrained else "none",
+        "freeze": choice.freeze,
+        "unfreeze_last": choice.unfreeze_last,
+    }
+    gpu = current_device().kind == "gpu"
+    rules = unavailable_options({**settings, **choices}, gpu=gpu)
+    return {option: reason for option, (_, reason) in rules.items()}
 
 
 def start_training(dataset_id: str, settings: Mapping[str, Any]) -> str:
@@ -205,18 +224,19 @@ def _render_optimisation(settings: dict[str, Any], choice: state.ModelChoice) ->
 def _render_recipe(
     settings: dict[str, Any], choice: state.ModelChoice, block_count: int | None
 ) -> None:
+    blocked = blocked_options(choice, settings)
     _field(
         "two_phase",
         st.toggle,
         "Two phases: head first, then fine-tune",
         settings["two_phase"],
-        disabled=not choice.pretrained,
+        disabled="two_phase" in blocked,
         help="The classic recipe: train the new head with the backbone frozen, then "
         "unfreeze the top blocks and go on at a lower learning rate. It replaces the "
         "Layers plan for this run.",
     )
-    if not choice.pretrained:
-        st.caption("Needs pretrained weights: from scratch every block trains at once.")
+    if "two_phase" in blocked:
+        st.caption(blocked["two_phase"])
     if settings["two_phase"]:
         epochs_col, blocks_col = st.columns(2)
         with epochs_col:
@@ -251,7 +271,7 @@ def _render_recipe(
             f"Phase 2: {settings['fine_tune_epochs']} epochs at "
             f"{settings['learning_rate'] * settings['fine_tune_lr_factor']:g}."
         )
-    if choice.freeze == "feature-extraction" or settings["two_phase"]:
+    if "fast" not in blocked:
         _field(
             "fast",
             st.toggle,
@@ -280,7 +300,7 @@ def _render_recipe(
         _field(
             "restore_best",
             st.checkbox,
-            "Keep the weights of the best epoch",
+            "Keep the weights of the best epoch (highest validation accuracy)",
             settings["restore_best"],
         )
 
@@ -405,7 +425,7 @@ def _render_more(settings: dict[str, Any], report: DatasetReport) -> None:
         max_value=2**31 - 1,
         help="The same seed gives the same split, shuffling and augmentation.",
     )
-    if current_device().kind == "gpu":
+    if current_device().kind == "gpu":  # without one, `blocked_options` rules it out
         _field(
             "mixed_precision",
             st.toggle,

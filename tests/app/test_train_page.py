@@ -25,9 +25,10 @@ from tests.app.run_support import (
 )
 from tests.app.wizard_support import assert_no_exception, offline_app, seed_blocks, store_sample
 from tl_core import DatasetReport
-from tl_core.config import RunConfig
-from tl_core.jobs.queue import Scheduler, get, list_jobs, submit
+from tl_core.config import RunConfig, unavailable_options
+from tl_core.jobs.queue import get, list_jobs, submit
 from tl_core.jobs.runs import RunFiles, read_json, run_path
+from tl_core.jobs.scheduler import Scheduler
 from tl_core.models.backbones import get_backbone
 from ui import state
 
@@ -71,7 +72,7 @@ def _running_run(
 ) -> str:
     """Submit a run and let the fake scheduler start it."""
     scheduler, _ = queue
-    run_id = submit(RunConfig(dataset_id=sample.dataset_id, weights="none", **config))
+    run_id = submit(RunConfig(**({"dataset_id": sample.dataset_id, "weights": "none"} | config)))
     scheduler.tick()
     assert get(run_id).state == "running"
     return run_id
@@ -94,6 +95,46 @@ def test_the_form_starts_with_defaults_for_a_first_run_from_scratch(
     assert len(app.get("image")) == 3, "a row of previews for each of 3 classes"
     assert "Start training" in [b.label for b in app.button]
     assert "Suggested for training from scratch." in texts(app, "caption")
+
+
+def test_from_scratch_two_phases_are_off_with_the_run_configs_reason(
+    app: AppTest, sample: DatasetReport
+) -> None:
+    reason = unavailable_options({"weights": "none"})["two_phase"][1]
+
+    _open(app, sample)
+
+    assert app.toggle(key="two_phase_input").disabled
+    assert app.toggle(key="two_phase_input").value is False
+    assert reason in texts(app, "caption")
+
+
+def test_fast_head_training_is_offered_when_fine_tuning_no_blocks(
+    app: AppTest, sample: DatasetReport, keras_home: Path
+) -> None:
+    (keras_home / "models" / get_backbone("mobilenet_v2").weights_file_for(64)).touch()
+    app.session_state[state.FREEZE_PRESET] = "fine-tune"
+    app.session_state[state.UNFREEZE_LAST] = 2
+    _open(app, sample)
+
+    assert "fast_input" not in [toggle.key for toggle in app.toggle], "blocks train"
+    app.toggle(key="two_phase_input").set_value(True).run()
+
+    assert "fast_input" in [toggle.key for toggle in app.toggle], "phase 1 trains the head"
+
+
+def test_a_tampered_fast_setting_is_switched_off_not_refused(
+    app: AppTest, sample: DatasetReport
+) -> None:
+    _open(app, sample)
+    app.session_state["fast"] = True  # only reachable by tampering: no widget shows
+
+    _button(app, "Start training").click().run()
+
+    assert_no_exception(app)
+    (job,) = list_jobs()
+    config = read_json(RunFiles(run_path(job.run_id)).config)["config"]
+    assert (config["freeze"], config["fast"]) == ("full", False)
 
 
 def test_pretrained_weights_suggest_a_lower_learning_rate(
@@ -276,7 +317,9 @@ def test_earlier_runs_on_the_same_dataset_are_ghosts_behind_the_live_curves(
 def test_a_two_phase_run_names_its_phase(
     app: AppTest, sample: DatasetReport, queue: tuple[Scheduler, FakeRunner]
 ) -> None:
-    run_id = _running_run(sample, queue, two_phase=True, epochs=2, fine_tune_epochs=2)
+    run_id = _running_run(
+        sample, queue, weights="imagenet", two_phase=True, epochs=2, fine_tune_epochs=2
+    )
     write_metrics(
         run_id,
         [epoch_line(1, 0.5, "head"), epoch_line(2, 0.6, "head"), batch_line(3, 1, 8, "fine-tune")],

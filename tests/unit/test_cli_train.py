@@ -12,12 +12,18 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.unit.engine_helpers import EASY_CLASSES, EPOCH_KEYS, easy_png, epoch_lines, tl_home_set
 from tl_core import cli
+from tl_core.config import RunConfig
+from tl_core.errors import TLError
+from tl_core.models.catalog import blocks_cache_path
 
 SCRATCH_ARGS = [
     "--backbone", "mobilenet_v2", "--weights", "none", "--image-size", "32",
@@ -30,6 +36,7 @@ RESULT_KEYS = {
     "state",
     "epochs",
     "best_val_accuracy",
+    "best_epoch",
     "last",
     "trainable_params",
     "non_trainable_params",
@@ -141,3 +148,150 @@ def test_predict_refuses_a_file_that_is_no_image(
     assert code == 2
     assert captured.out == ""
     assert captured.err.startswith("error: ") and "cannot be classified" in captured.err
+
+
+MOBILENET_V2_BLOCKS = ["stem", "expanded_conv", *(f"block_{i}" for i in range(1, 17)), "top"]
+#: Runs the CLI in a fresh process where importing TensorFlow fails, so a refusal that
+#: comes back with exit code 2 proves nothing needed it (nor started training).
+_CLI_WITHOUT_TENSORFLOW = (
+    "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None; "
+    "from tl_core import cli; raise SystemExit(cli.main(sys.argv[1:]))"
+)
+
+
+def _cache_mobilenet_v2_blocks(image_size: int = 32) -> None:
+    """Write the block list where `tl_core.models.catalog` keeps it, as `blocks --json` would."""
+    path = blocks_cache_path("mobilenet_v2", image_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"name": name, "layers": [name], "params": 1, "output_shape": [None, 1, 1, 8]}
+        for name in MOBILENET_V2_BLOCKS
+    ]
+    path.write_text(json.dumps(rows))
+
+
+def test_an_out_of_range_unfreeze_last_is_refused_before_training_without_tensorflow(
+    easy_archive: Path, tl_home: Path
+) -> None:
+    _cache_mobilenet_v2_blocks()
+    run_dir = tl_home / "run"
+    args = ["train", str(easy_archive), "--backbone", "mobilenet_v2", "--image-size", "32"]
+    args += ["--unfreeze-last", "999", "--out", str(run_dir)]
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CLI_WITHOUT_TENSORFLOW, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "error: Expected `unfreeze_last` to be between 0 and 19 for mobilenet_v2 "
+        "(its block count). Received: unfreeze_last=999\n"
+    )
+    assert done.stdout == ""
+    assert not run_dir.exists()
+
+
+def test_trainable_naming_an_unknown_block_is_refused_with_one_error_line(
+    easy_archive: Path, tl_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _cache_mobilenet_v2_blocks()
+    args = ["train", str(easy_archive), "--backbone", "mobilenet_v2", "--image-size", "32"]
+
+    code = cli.main([*args, "--trainable", "top,block_99", "--out", str(tl_home / "run")])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: Expected `trainable_blocks` to name blocks of mobilenet_v2")
+    assert "Received unknown blocks: ['block_99']" in err
+    assert err.count("\n") == 1
+    assert not (tl_home / "run").exists()
+
+
+@pytest.fixture
+def configs_instead_of_training(monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
+    """The configs `train` would run; it stops with exit 2 where it would create the run."""
+    seen: list[RunConfig] = []
+
+    def refuse_to_prepare(root: Path, config: RunConfig, **_: Any) -> None:
+        seen.append(config)
+        raise TLError("stopped by the test before the run folder is made")
+
+    monkeypatch.setattr("tl_core.jobs.runs.prepare_run", refuse_to_prepare)
+    return seen
+
+
+@pytest.mark.parametrize("augment", ["none", "", "None"])
+def test_augment_none_means_no_augmentation(
+    augment: str,
+    easy_archive: Path,
+    tl_home: Path,
+    configs_instead_of_training: list[RunConfig],
+) -> None:
+    args = ["train", str(easy_archive), "--backbone", "mobilenet_v2", "--augment", augment]
+
+    cli.main([*args, "--out", str(tl_home / "run")])
+
+    (config,) = configs_instead_of_training
+    assert config.augmentation == ()
+
+
+def test_augment_takes_comma_separated_names(
+    easy_archive: Path, tl_home: Path, configs_instead_of_training: list[RunConfig]
+) -> None:
+    args = ["train", str(easy_archive), "--backbone", "mobilenet_v2"]
+
+    cli.main([*args, "--augment", "flip, zoom", "--out", str(tl_home / "run")])
+
+    (config,) = configs_instead_of_training
+    assert config.augmentation == ("flip", "zoom")
+
+
+def test_an_unknown_augmentation_is_refused_listing_the_valid_ones(
+    easy_archive: Path, tl_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", str(easy_archive), "--backbone", "mobilenet_v2", "--augment", "flip,blur"]
+
+    code = cli.main([*args, "--out", str(tl_home / "run")])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "error: Expected `--augment` to be 'none' or comma-separated names from "
+        "['flip', 'rotation', 'zoom', 'contrast']. Received: --augment='flip,blur'\n"
+    )
+
+
+def test_fast_with_trainable_blocks_is_refused_by_the_shared_rule(
+    easy_archive: Path, tl_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", str(easy_archive), "--backbone", "mobilenet_v2", "--preset", "full"]
+
+    code = cli.main([*args, "--fast", "--out", str(tl_home / "run")])
+
+    assert code == 2
+    assert capsys.readouterr().err.startswith(
+        "error: Expected `fast` to be False when no phase trains the head alone."
+    )
+    assert not (tl_home / "run").exists()
+
+
+def test_the_train_report_names_the_best_epoch_by_accuracy_then_lower_loss(
+    tl_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from types import SimpleNamespace
+
+    from tl_core.jobs.runs import RunFiles, append_jsonl, prepare_run
+
+    files = prepare_run(tl_home / "run", RunConfig(dataset_id="0123456789ab"))
+    for epoch, (accuracy, loss) in enumerate([(0.5, 0.9), (0.75, 0.6), (0.75, 0.4)], start=1):
+        line = {"epoch": epoch, "val_accuracy": accuracy, "val_loss": loss}
+        append_jsonl(RunFiles(files.root).metrics, line)
+    status = SimpleNamespace(state="completed", epoch=3, error=None, error_kind=None)
+
+    assert cli._report_run(files.root, status, as_json=True) == 0
+
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["best_val_accuracy"], doc["best_epoch"]) == (0.75, 3)

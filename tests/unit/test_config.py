@@ -1,4 +1,5 @@
-"""RunConfig: Keras-style validation messages, a JSON round trip, unknown keys refused."""
+"""RunConfig: Keras-style validation messages, a JSON round trip, unknown keys refused,
+and the cross-field rules (`validate_for`) that the CLI, the queue and the pages share."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import dataclasses
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
-from tl_core.config import FREEZE_PRESETS, RunConfig
+from tl_core.config import FREEZE_PRESETS, RunConfig, check_runnable, unavailable_options
 from tl_core.errors import ConfigError
+from tl_core.models.catalog import blocks_cache_path
 
 DATASET = "0123456789ab"
 
@@ -160,3 +163,144 @@ def test_every_freeze_preset_is_accepted() -> None:
 
 def test_weights_none_means_from_scratch() -> None:
     assert RunConfig(dataset_id=DATASET, weights="none").from_scratch
+
+
+MOBILENET_V2_BLOCKS = ["stem", "expanded_conv", *(f"block_{i}" for i in range(1, 17)), "top"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "gpu", "message"),
+    [
+        (
+            {"weights": "none", "two_phase": True},
+            None,
+            "Expected `two_phase` to be False when training from scratch (weights='none'). "
+            "Received: two_phase=True. Two phases need pretrained weights",
+        ),
+        (
+            {"freeze": "fine-tune", "unfreeze_last": 2, "fast": True},
+            None,
+            "Expected `fast` to be False when no phase trains the head alone. "
+            "Received: fast=True. Fast head training needs a phase in which only the head",
+        ),
+        (
+            {"freeze": "full", "fast": True},
+            None,
+            "Expected `fast` to be False when no phase trains the head alone.",
+        ),
+        (
+            {"mixed_precision": True},
+            False,
+            "Expected `mixed_precision` to be False on a machine without a GPU. "
+            "Received: mixed_precision=True. Mixed precision needs a GPU",
+        ),
+    ],
+)
+def test_every_cross_field_rule_is_refused_with_its_message(
+    settings: dict[str, object], gpu: bool | None, message: str
+) -> None:
+    config = RunConfig(dataset_id=DATASET, **settings)
+
+    with pytest.raises(ConfigError) as caught:
+        config.validate_for(gpu=gpu)
+
+    assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"fast": True},
+        {"freeze": "fine-tune", "unfreeze_last": 0, "fast": True},
+        {"freeze": "full", "two_phase": True, "fast": True},
+        {"weights": "none", "freeze": "full"},
+        {"mixed_precision": True},
+    ],
+)
+def test_settings_that_fit_together_pass(settings: dict[str, object]) -> None:
+    RunConfig(dataset_id=DATASET, **settings).validate_for(blocks=MOBILENET_V2_BLOCKS, gpu=True)
+
+
+def test_mixed_precision_is_not_judged_when_the_device_is_unknown() -> None:
+    RunConfig(dataset_id=DATASET, mixed_precision=True).validate_for(gpu=None)
+
+
+def test_an_out_of_range_unfreeze_last_names_the_backbone_and_its_block_count() -> None:
+    config = RunConfig(dataset_id=DATASET, freeze="fine-tune", unfreeze_last=999)
+
+    with pytest.raises(ConfigError) as caught:
+        config.validate_for(blocks=MOBILENET_V2_BLOCKS)
+
+    assert str(caught.value) == (
+        "Expected `unfreeze_last` to be between 0 and 19 for mobilenet_v2 (its block count). "
+        "Received: unfreeze_last=999"
+    )
+
+
+def test_unfreezing_every_block_by_count_is_allowed() -> None:
+    config = RunConfig(dataset_id=DATASET, freeze="fine-tune", unfreeze_last=19)
+
+    config.validate_for(blocks=MOBILENET_V2_BLOCKS)
+
+
+def test_two_phases_check_fine_tune_blocks_against_the_block_count() -> None:
+    config = RunConfig(dataset_id=DATASET, two_phase=True, fine_tune_blocks=20)
+
+    with pytest.raises(ConfigError, match=re.escape("Received: fine_tune_blocks=20")):
+        config.validate_for(blocks=MOBILENET_V2_BLOCKS)
+
+
+def test_unknown_trainable_blocks_are_named_with_the_valid_ones() -> None:
+    config = RunConfig(dataset_id=DATASET, freeze="custom", trainable_blocks=("top", "block_99"))
+
+    with pytest.raises(ConfigError) as caught:
+        config.validate_for(blocks=MOBILENET_V2_BLOCKS)
+
+    message = str(caught.value)
+    assert message.startswith("Expected `trainable_blocks` to name blocks of mobilenet_v2 (stem,")
+    assert "Received unknown blocks: ['block_99']" in message
+
+
+def test_unavailable_options_say_what_the_page_must_switch_off() -> None:
+    scratch = unavailable_options({"weights": "none", "freeze": "full"}, gpu=False)
+    pretrained = unavailable_options({"weights": "imagenet", "freeze": "feature-extraction"})
+
+    assert sorted(scratch) == ["fast", "mixed_precision", "two_phase"]
+    assert pretrained == {}
+
+
+def _cache_blocks(names: list[str], image_size: int = 64) -> None:
+    """Write a block list where `tl_core.models.catalog` keeps it, as `blocks --json` would."""
+    path = blocks_cache_path("mobilenet_v2", image_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"name": n, "layers": [n], "params": 1, "output_shape": [None, 2, 2, 8]} for n in names]
+    path.write_text(json.dumps(rows))
+
+
+def test_check_runnable_uses_the_cached_block_list(tl_home: Path) -> None:
+    _cache_blocks(MOBILENET_V2_BLOCKS)
+    config = RunConfig(dataset_id=DATASET, image_size=64, freeze="fine-tune", unfreeze_last=999)
+
+    with pytest.raises(ConfigError, match="between 0 and 19 for mobilenet_v2"):
+        check_runnable(config)
+
+
+def test_check_runnable_leaves_the_blocks_to_the_worker_when_none_are_cached(
+    tl_home: Path,
+) -> None:
+    config = RunConfig(dataset_id=DATASET, image_size=64, freeze="fine-tune", unfreeze_last=999)
+
+    check_runnable(config)
+
+
+def test_submit_refuses_a_config_that_does_not_fit_and_queues_nothing(tl_home: Path) -> None:
+    from tl_core.jobs.queue import list_jobs, submit
+
+    _cache_blocks(MOBILENET_V2_BLOCKS)
+    config = RunConfig(dataset_id=DATASET, image_size=64, freeze="fine-tune", unfreeze_last=999)
+
+    with pytest.raises(ConfigError, match=re.escape("Received: unfreeze_last=999")):
+        submit(config)
+
+    assert list_jobs() == []
+    assert not (tl_home / "runs").exists() or not any((tl_home / "runs").iterdir())

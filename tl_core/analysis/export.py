@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from tl_core.errors import ExportError
 from tl_core.fsutil import atomic_write
-from tl_core.jobs.runs import RunFiles, read_json, read_metrics, read_status
+from tl_core.jobs.runs import RunFiles, best_epoch, read_json, read_metrics, read_status
 from tl_core.viz.markdown import escape_markdown
 
 __all__ = [
@@ -598,11 +598,12 @@ def _metrics_section(files: RunFiles) -> list[str]:
     lines = ["## Metrics", ""]
     epochs, _ = read_metrics(files.root)
     scored = [e for e in epochs if e.get("val_accuracy") is not None]
-    if scored:
-        best = max(scored, key=lambda e: e["val_accuracy"])
+    best = best_epoch(epochs)
+    if scored and best is not None:
         final = scored[-1]
         lines.append(
-            f"- Best validation accuracy: {best['val_accuracy']:.4f} (epoch {best.get('epoch')})"
+            f"- Best validation accuracy: {best['val_accuracy']:.4f} (epoch {best.get('epoch')}; "
+            "best epoch: highest validation accuracy, ties to the lower validation loss)"
         )
         lines.append(
             f"- Final validation accuracy: {final['val_accuracy']:.4f} (epoch "

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_core.analysis.compare import median_epoch_seconds
-from tl_core.config import RunConfig
+from tl_core.config import RunConfig, unavailable_options
 from tl_core.errors import ConfigError, JobError
 from tl_core.jobs.queue import submit
 from tl_core.jobs.runs import (
@@ -144,7 +144,9 @@ def ladder_configs(
     """Return one config per depth: `base` with its top ``d`` blocks trainable.
 
     Every config has ``freeze="fine-tune"`` and ``unfreeze_last=d`` (no custom block
-    list), so the configs differ from one another in ``unfreeze_last`` alone.
+    list), so the configs differ from one another in ``unfreeze_last`` alone, and in
+    ``fast`` for a fast base: only the depth-0 rung trains the head alone, so only it
+    keeps fast head training.
 
     Args:
         base: the settings the rungs share.
@@ -188,10 +190,16 @@ def ladder_configs(
             "fine-tunes `fine_tune_blocks` blocks whatever the ladder says. "
             "Received: two_phase=True. Pick a single-phase run as the base."
         )
-    return [
-        base.with_changes(freeze="fine-tune", unfreeze_last=depth, trainable_blocks=())
-        for depth in depths
-    ]
+    return [_rung(base, depth) for depth in depths]
+
+
+def _rung(base: RunConfig, depth: int) -> RunConfig:
+    rung = base.with_changes(freeze="fine-tune", unfreeze_last=depth, trainable_blocks=())
+    # Fast head training applies only while the backbone stays frozen (depth 0); deeper
+    # rungs of a fast base train normally rather than being refused at submit.
+    if rung.fast and "fast" in unavailable_options(rung.to_json()):
+        return rung.with_changes(fast=False)
+    return rung
 
 
 def ladder_caveat(base: RunConfig) -> str | None:

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from tl_core.config import RunConfig
+from tl_core.config import RunConfig, check_runnable
 from tl_core.errors import ConfigError, JobError
 from tl_core.jobs.devices import probe_devices
 from tl_core.jobs.processes import process_alive, process_start_time, spawn_detached
@@ -358,7 +358,12 @@ def submit(config: RunConfig, *, owner: str | None = None, home: Path | None = N
         >>> run_id = submit(RunConfig(dataset_id="0123456789ab"), owner="ada")  # doctest: +SKIP
         >>> get(run_id).state  # doctest: +SKIP
         'queued'
+
+    Raises:
+        ConfigError: settings that do not fit together, the backbone's blocks (when
+            cached) or this machine (`tl_core.config.check_runnable`).
     """
+    check_runnable(config, home=home)
     run_id = new_run_id()
     root = run_path(run_id, home)
     prepare_run(root, config, run_id=run_id)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tl_core.config import RunConfig
+from tl_core.config import RunConfig, expect_block_depth, expect_block_names
 from tl_core.errors import ConfigError
 from tl_core.models.backbones import BackboneSpec, build_backbone, get_backbone
 from tl_core.models.blocks import BlockInfo, group_blocks
@@ -225,6 +225,7 @@ def plan_trainable_blocks(
     *,
     unfreeze_last: int = 0,
     trainable_blocks: Iterable[str] = (),
+    backbone: str | None = None,
 ) -> tuple[str, ...]:
     """Return the names of the blocks a freeze preset makes trainable, input side first.
 
@@ -232,9 +233,16 @@ def plan_trainable_blocks(
         block_names: the backbone's blocks, input side first.
         freeze: ``"feature-extraction"`` (none), ``"fine-tune"`` (the top `unfreeze_last`),
             ``"full"`` (all) or ``"custom"`` (exactly `trainable_blocks`).
-        unfreeze_last: for ``"fine-tune"``; 0 is the same as feature extraction, a number
-            above the block count unfreezes everything.
+        unfreeze_last: for ``"fine-tune"``; 0 is the same as feature extraction, the block
+            count the same as ``"full"``. A number outside that range is refused, never
+            clamped: a typo must not turn into a full fine-tune.
         trainable_blocks: for ``"custom"``; every name must be a block of the backbone.
+        backbone: the backbone's id, named in error messages (default ``None``: "this
+            backbone").
+
+    Raises:
+        ConfigError: an unknown preset, a depth outside 0 to the block count, or names
+            that are not blocks of the backbone.
 
     Example:
         >>> plan_trainable_blocks(["stem", "block_1", "top"], "fine-tune", unfreeze_last=2)
@@ -246,19 +254,11 @@ def plan_trainable_blocks(
     if freeze == "full":
         return tuple(names)
     if freeze == "fine-tune":
-        if unfreeze_last < 0:
-            raise ConfigError(
-                f"Expected `unfreeze_last` to be 0 or more. Received: unfreeze_last={unfreeze_last}"
-            )
-        return tuple(names[len(names) - min(unfreeze_last, len(names)) :])
+        expect_block_depth("unfreeze_last", unfreeze_last, names, backbone=backbone)
+        return tuple(names[len(names) - unfreeze_last :])
     if freeze == "custom":
         chosen = set(trainable_blocks)
-        unknown = sorted(chosen - set(names))
-        if unknown:
-            raise ConfigError(
-                f"Expected `trainable_blocks` to name blocks of this backbone "
-                f"({', '.join(names)}). Received unknown blocks: {unknown}"
-            )
+        expect_block_names(sorted(chosen), names, backbone=backbone)
         return tuple(n for n in names if n in chosen)
     raise ConfigError(
         f"Expected `freeze` to be one of ['feature-extraction', 'fine-tune', 'full', "

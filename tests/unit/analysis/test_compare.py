@@ -195,3 +195,14 @@ def test_ghosts_are_the_latest_earlier_runs_on_the_same_dataset_with_epochs() ->
     assert ghosts[0][1][0]["val_accuracy"] == 0.5
     assert len(ghost_curves("20261123-131500-cccccc", limit=2)) == 2
     assert ghost_curves("20261120-090000-aaaaaa") == [], "no run before the first"
+
+
+def test_the_best_epoch_is_the_highest_val_accuracy_with_ties_to_the_lower_val_loss() -> None:
+    # Epoch 3 ties epoch 2 on accuracy; its validation loss (1/3) is the lower one.
+    _run("20261120-090000-aaaaaa", created=1.0, val_accuracies=(0.5, 0.75, 0.75))
+    (run,) = load_compared_runs(["20261120-090000-aaaaaa"])
+
+    table = metrics_table([run])
+
+    assert table.loc["Best epoch", run.label] == "3"
+    assert table.loc["Best val. accuracy", run.label] == "75.0%"

@@ -83,7 +83,6 @@ NAMES = ["stem", "block_1", "block_2", "top"]
         ("fine-tune", {"unfreeze_last": 1}, ("top",)),
         ("fine-tune", {"unfreeze_last": 3}, ("block_1", "block_2", "top")),
         ("fine-tune", {"unfreeze_last": 4}, tuple(NAMES)),
-        ("fine-tune", {"unfreeze_last": 99}, tuple(NAMES)),
         ("full", {}, tuple(NAMES)),
         ("custom", {"trainable_blocks": ["top", "stem", "top"]}, ("stem", "top")),
     ],
@@ -99,6 +98,12 @@ def test_plan_trainable_blocks_picks_blocks_input_side_first(
     [
         ("custom", {"trainable_blocks": ["top", "block_9", "head"]}, "['block_9', 'head']"),
         ("fine-tune", {"unfreeze_last": -1}, "Received: unfreeze_last=-1"),
+        (
+            "fine-tune",
+            {"unfreeze_last": 99},
+            "Expected `unfreeze_last` to be between 0 and 4 for this backbone (its block count). "
+            "Received: unfreeze_last=99",
+        ),
         ("partial", {}, "Received: freeze='partial'"),
     ],
 )
@@ -107,6 +112,13 @@ def test_plan_trainable_blocks_refuses_what_it_cannot_plan(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         plan_trainable_blocks(NAMES, freeze, **options)
+
+
+def test_plan_trainable_blocks_names_the_backbone_it_refuses_a_depth_for() -> None:
+    message = "between 0 and 4 for mobilenet_v2 (its block count). Received: unfreeze_last=5"
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        plan_trainable_blocks(NAMES, "fine-tune", unfreeze_last=5, backbone="mobilenet_v2")
 
 
 # --- building ----------------------------------------------------------------------------
