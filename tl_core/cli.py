@@ -239,7 +239,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_scheduler(args: argparse.Namespace) -> int:
     import time
 
-    from tl_core.jobs.queue import Scheduler
+    from tl_core.jobs.scheduler import Scheduler
 
     if args.interval <= 0:
         raise _UsageError(f"--interval must be a positive number of seconds, got {args.interval}")

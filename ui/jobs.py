@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from tl_core.jobs.queue import Scheduler, list_jobs
+from tl_core.jobs.queue import list_jobs
 from tl_core.jobs.runs import FINAL_STATES, read_status, run_path
+from tl_core.jobs.scheduler import Scheduler
 
 #: Seconds between scheduler ticks: how soon a queued run starts and an ended one settles.
 TICK_SECONDS = 1.0

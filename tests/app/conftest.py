@@ -13,7 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from tests.app.run_support import FakeRunner, install_fake_scheduler
-from tl_core.jobs.queue import Scheduler
+from tl_core.jobs.scheduler import Scheduler
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 import ui.jobs
 from tl_core import tl_home
-from tl_core.jobs.queue import Job, Scheduler, WorkerRef
+from tl_core.jobs.queue import Job
 from tl_core.jobs.runs import (
     RunFiles,
     RunStatus,
@@ -28,13 +28,14 @@ from tl_core.jobs.runs import (
     write_json_atomic,
     write_status,
 )
+from tl_core.jobs.scheduler import Scheduler, WorkerRef
 
 #: A pid no worker has: the fake runner never starts a process.
 FAKE_PID = 999_999
 
 
 class FakeRunner:
-    """A `tl_core.jobs.queue.Runner` whose "workers" live until `end` says they ended."""
+    """A `tl_core.jobs.scheduler.Runner` whose "workers" live until `end` says they ended."""
 
     def __init__(self) -> None:
         self.alive: set[str] = set()

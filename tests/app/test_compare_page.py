@@ -17,8 +17,9 @@ from tests.app.run_support import FakeRunner, fabricate_run, texts, write_metric
 from tests.app.run_support import epoch_line as line
 from tests.app.wizard_support import assert_no_exception, offline_app
 from tl_core.analysis.ladder import list_ladders
-from tl_core.jobs.queue import Scheduler, list_jobs
+from tl_core.jobs.queue import list_jobs
 from tl_core.jobs.runs import RunFiles, read_json, run_path, write_json_atomic
+from tl_core.jobs.scheduler import Scheduler
 from ui import compare_view, state
 
 PAGE = "pages/compare.py"

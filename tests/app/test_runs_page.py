@@ -15,7 +15,8 @@ from tests.app.run_support import (
 )
 from tests.app.wizard_support import assert_no_exception, offline_app
 from tl_core.config import RunConfig
-from tl_core.jobs.queue import Scheduler, get, submit
+from tl_core.jobs.queue import get, submit
+from tl_core.jobs.scheduler import Scheduler
 from ui import runs_view, state
 
 PAGE = "pages/runs.py"

@@ -2,6 +2,12 @@
 
 `probe_devices` asks ``nvidia-smi`` and never imports TensorFlow, so the web process and
 the scheduler can show the device and count GPU slots cheaply.
+
+``nvidia-smi`` lists every GPU of the machine whatever ``CUDA_VISIBLE_DEVICES`` says, while
+CUDA (and so TensorFlow) sees only the GPUs named there. An administrator who sets
+``CUDA_VISIBLE_DEVICES=2,3`` for the server hands it GPUs 2 and 3: the probe keeps those
+two, in that order, and records each one's name as the administrator spelled it (an index
+or a UUID) in ``DeviceInfo.ids``, so that a worker on slot 0 gets ``CUDA_VISIBLE_DEVICES=2``.
 """
 
 from __future__ import annotations
@@ -19,14 +25,16 @@ __all__ = ["DeviceInfo", "probe_devices"]
 class DeviceInfo:
     """The accelerators training will use.
 
-    ``kind`` is ``"gpu"`` or ``"cpu"``; ``names`` and ``memory_mb`` have one entry per
-    GPU (``memory_mb`` entries may be ``None`` when unknown).
+    ``kind`` is ``"gpu"`` or ``"cpu"``; ``names``, ``memory_mb`` and ``ids`` have one
+    entry per visible GPU (``memory_mb`` entries may be ``None`` when unknown). ``ids`` are
+    the values a worker's ``CUDA_VISIBLE_DEVICES`` takes to use that GPU alone.
     """
 
     kind: str
     names: tuple[str, ...] = ()
     memory_mb: tuple[int | None, ...] = ()
     cpu_count: int = 1
+    ids: tuple[str, ...] = ()
 
     @property
     def count(self) -> int:
@@ -54,7 +62,8 @@ class DeviceInfo:
 
 
 def probe_devices(timeout: float = 5.0) -> DeviceInfo:
-    """Return the GPUs ``nvidia-smi`` reports, or the CPU; never imports TensorFlow.
+    """Return the GPUs ``nvidia-smi`` reports that ``CUDA_VISIBLE_DEVICES`` lets us use, or
+    the CPU; never imports TensorFlow.
 
     Example:
         >>> probe_devices().kind in ("gpu", "cpu")
@@ -62,11 +71,12 @@ def probe_devices(timeout: float = 5.0) -> DeviceInfo:
     """
     cpus = os.cpu_count() or 1
     smi = shutil.which("nvidia-smi")
-    if smi is None or os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if smi is None or (visible is not None and visible.strip() in ("", "-1")):
         return DeviceInfo("cpu", cpu_count=cpus)
     try:
         out = subprocess.run(
-            [smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            [smi, "--query-gpu=name,memory.total,index,uuid", "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -74,12 +84,56 @@ def probe_devices(timeout: float = 5.0) -> DeviceInfo:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return DeviceInfo("cpu", cpu_count=cpus)
-    names: list[str] = []
-    memory: list[int | None] = []
-    for line in out.strip().splitlines():
-        name, _, total = line.partition(",")
-        names.append(name.strip())
-        memory.append(int(total) if total.strip().isdigit() else None)
-    if not names:
+    lines = [line for line in out.strip().splitlines() if line.strip()]
+    gpus = [_Gpu.parse(line, position) for position, line in enumerate(lines)]
+    chosen = _visible(gpus, visible)
+    if not chosen:
         return DeviceInfo("cpu", cpu_count=cpus)
-    return DeviceInfo("gpu", tuple(names), tuple(memory), cpus)
+    return DeviceInfo(
+        "gpu",
+        tuple(gpu.name for _, gpu in chosen),
+        tuple(gpu.memory_mb for _, gpu in chosen),
+        cpus,
+        tuple(token for token, _ in chosen),
+    )
+
+
+@dataclass(frozen=True)
+class _Gpu:
+    """One line of ``nvidia-smi --query-gpu=name,memory.total,index,uuid``."""
+
+    index: str
+    uuid: str
+    name: str
+    memory_mb: int | None
+
+    @classmethod
+    def parse(cls, line: str, position: int) -> _Gpu:
+        """Read one line; a missing index is the line's position (nvidia-smi's own order)."""
+        name, total, index, uuid = [*(part.strip() for part in line.split(",")), "", "", ""][:4]
+        memory = int(total) if total.isdigit() else None
+        return cls(index if index.isdigit() else str(position), uuid, name, memory)
+
+    def matches(self, token: str) -> bool:
+        """Whether `token` of ``CUDA_VISIBLE_DEVICES`` names this GPU (CUDA accepts an index,
+        or a unique prefix of the UUID)."""
+        if token.isdigit():
+            return int(token) == int(self.index)
+        return bool(self.uuid) and self.uuid.startswith(token)
+
+
+def _visible(gpus: list[_Gpu], visible: str | None) -> list[tuple[str, _Gpu]]:
+    """The GPUs ``CUDA_VISIBLE_DEVICES`` makes visible, each with the token that names it.
+
+    Unset: every GPU, by index. Set: the named ones in the order given; like CUDA, an entry
+    that names no GPU ends the list (the ones after it stay hidden).
+    """
+    if visible is None:
+        return [(gpu.index, gpu) for gpu in gpus]
+    chosen: list[tuple[str, _Gpu]] = []
+    for token in (part.strip() for part in visible.split(",")):
+        gpu = next((gpu for gpu in gpus if gpu.matches(token)), None)
+        if gpu is None or any(gpu is seen for _, seen in chosen):
+            break
+        chosen.append((token, gpu))
+    return chosen

@@ -58,8 +58,13 @@ def process_alive(pid: int | None, start_time: int | None) -> bool:
 
 
 def package_root() -> str:
-    """Return the folder that holds the ``tl_core`` package (for ``PYTHONPATH``)."""
-    return str(Path(__file__).resolve().parent.parent)
+    """Return the folder that holds the ``tl_core`` package (for ``PYTHONPATH``).
+
+    Example:
+        >>> (Path(package_root()) / "tl_core" / "jobs").is_dir()
+        True
+    """
+    return str(Path(__file__).resolve().parents[2])  # tl_core/jobs/processes.py
 
 
 def spawn_detached(

@@ -1,152 +1,36 @@
-"""The job queue and scheduler, with a fake worker script instead of TensorFlow training.
+"""The job queue and its scheduler, with a fake worker script instead of TensorFlow training.
 
-The fake worker (`FAKE_WORKER`) behaves like ``python -m tl_core worker`` as far as the
-scheduler can tell: it clears the STOP flag, writes ``status.json`` states, and its mode
-says how it ends. Every worker process a test starts is killed and reaped afterwards.
+Every worker process a test starts is killed and reaped afterwards (`conftest.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tl_core import cli
-from tl_core.config import RunConfig
-from tl_core.errors import ConfigError, JobError
-from tl_core.jobs import queue as jobs
-from tl_core.jobs.queue import JobEvent, LocalProcessRunner, Scheduler
-from tl_core.jobs.runs import RunFiles, read_json, read_status, run_path
-
-ROOT = Path(__file__).resolve().parents[3]
-CONFIG = RunConfig(dataset_id="0123456789ab", batch_size=32)
-
-FAKE_WORKER = textwrap.dedent(
-    """
-    import json, os, sys, time
-
-    mode, run_id, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    root = os.path.join(os.environ["TL_HOME"], "runs", run_id)
-    stop_flag = os.path.join(root, "STOP")
-
-    def write_status(**changes):
-        path = os.path.join(root, "status.json")
-        with open(path) as fh:
-            doc = json.load(fh)
-        doc.update(changes)
-        with open(path + ".fake", "w") as fh:
-            json.dump(doc, fh)
-        os.replace(path + ".fake", path)
-
-    if os.path.exists(stop_flag):  # train_run clears a stale flag when it starts
-        os.remove(stop_flag)
-    with open(os.path.join(root, "worker.jsonl"), "a") as fh:
-        call = {"args": args, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
-        fh.write(json.dumps(call) + "\\n")
-    if mode == "vanish":
-        sys.exit(3)
-    write_status(state="running", pid=os.getpid())
-    if mode == "oom" or (mode == "oom-once" and "--batch-size" not in args):
-        write_status(state="failed", error="Training ran out of memory.", error_kind="oom")
-        sys.exit(1)
-    if mode == "wait":
-        deadline = time.monotonic() + 30
-        while not os.path.exists(stop_flag):
-            if time.monotonic() > deadline:
-                sys.exit(4)
-            time.sleep(0.01)
-        write_status(state="stopped", pid=None)
-    else:
-        write_status(state="completed", pid=None)
-    """
+from tests.unit.jobs.queue_support import (
+    CONFIG,
+    ROOT,
+    kill_worker,
+    state,
+    wait_for,
+    worker_calls,
 )
-
-
-@pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Record every process started during the test; kill and reap the ones left running."""
-    processes: list[subprocess.Popen[bytes]] = []
-
-    class RecordingPopen(subprocess.Popen):  # type: ignore[type-arg]
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-            processes.append(self)
-
-    monkeypatch.setattr(subprocess, "Popen", RecordingPopen)
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            # Still our unreaped child, so the pid cannot have been reused.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-@pytest.fixture
-def make_scheduler(
-    tmp_path: Path, started: list[subprocess.Popen[bytes]]
-) -> Iterator[Callable[..., Scheduler]]:
-    """Return ``make(mode="wait", slots=1, gpus=0, command=None)``: a scheduler over the fake."""
-    script = tmp_path / "fake_worker.py"
-    script.write_text(FAKE_WORKER)
-    made: list[Scheduler] = []
-
-    def make(
-        mode: str = "wait", *, slots: int = 1, gpus: int = 0, command: list[str] | None = None
-    ) -> Scheduler:
-        runner = LocalProcessRunner(
-            command=command or [sys.executable, str(script), mode], gpus=gpus
-        )
-        scheduler = Scheduler(runner=runner, slots=slots)
-        made.append(scheduler)
-        return scheduler
-
-    yield make
-    for scheduler in made:
-        scheduler.stop()
-
-
-def wait_for(condition: Callable[[], bool], scheduler: Scheduler | None = None) -> None:
-    """Tick `scheduler` (when given) until `condition` holds; fail after 10 seconds."""
-    deadline = time.monotonic() + 10
-    while True:
-        if scheduler is not None:
-            scheduler.tick()
-        if condition():
-            return
-        assert time.monotonic() < deadline, "timed out waiting for the condition"
-        time.sleep(0.01)
-
-
-def state(run_id: str) -> str:
-    return jobs.get(run_id).state
-
-
-def worker_calls(run_id: str) -> list[dict[str, object]]:
-    """What each worker started for `run_id` received: its arguments and CUDA device."""
-    path = run_path(run_id) / "worker.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def kill_worker(run_id: str) -> None:
-    wait_for(lambda: len(worker_calls(run_id)) > 0)
-    pid = jobs.get(run_id).pid
-    assert pid is not None
-    os.killpg(pid, signal.SIGKILL)
-
+from tl_core import cli
+from tl_core.errors import ConfigError, JobError
+from tl_core.fsutil import lock_held
+from tl_core.jobs import queue as jobs
+from tl_core.jobs.runs import RunFiles, read_json, read_status, run_path
+from tl_core.jobs.scheduler import SLOTS_ENV, JobEvent, LocalProcessRunner, Scheduler
 
 # --- the queue ------------------------------------------------------------------------------
 
@@ -516,6 +400,8 @@ def test_a_reused_pid_is_not_taken_for_the_worker(
     run_id = jobs.submit(CONFIG)
     old.tick()
     old.stop()
+    kill_worker(run_id)
+    wait_for(lambda: not lock_held(run_path(run_id)))
     with contextlib.closing(sqlite3.connect(jobs.queue_path())) as conn, conn:
         # This test's own process: alive, but not the process recorded at launch.
         conn.execute("UPDATE jobs SET pid = ?, pid_start = 1", (os.getpid(),))
@@ -542,10 +428,10 @@ def test_slots_default_to_the_environment_and_must_be_positive(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     runner = LocalProcessRunner(gpus=0)
-    monkeypatch.setenv(jobs.SLOTS_ENV, "3")
+    monkeypatch.setenv(SLOTS_ENV, "3")
     assert Scheduler(runner=runner).slots == 3
 
-    monkeypatch.setenv(jobs.SLOTS_ENV, "none")
+    monkeypatch.setenv(SLOTS_ENV, "none")
     with pytest.raises(ConfigError, match="Expected `TL_GPU_SLOTS` to be a positive integer"):
         Scheduler(runner=runner)
     with pytest.raises(ConfigError, match="Expected `slots` to be at least 1"):
