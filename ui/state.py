@@ -293,7 +293,8 @@ def backbone_id() -> str | None:
 def set_backbone_id(value: str) -> None:
     """Choose the backbone `value` (a registry id) and put it into the URL.
 
-    A custom freeze plan names blocks of the previous backbone, so it is dropped.
+    A custom freeze plan names blocks of the previous backbone, and a depth may exceed the
+    new backbone's block count (which the core refuses), so both go back to defaults.
     """
     previous = backbone_id()
     st.session_state[BACKBONE_ID] = value
@@ -301,6 +302,7 @@ def set_backbone_id(value: str) -> None:
         st.query_params[BACKBONE_PARAM] = value
     if previous is not None and previous != value:
         st.session_state.pop(TRAINABLE_BLOCKS, None)
+        st.session_state.pop(UNFREEZE_LAST, None)
         if _get(FREEZE_PRESET, str) == "custom":
             st.session_state.pop(FREEZE_PRESET)
         _bump_block_table()

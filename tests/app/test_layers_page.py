@@ -277,8 +277,11 @@ def test_a_block_shows_its_layers(layers: AppTest) -> None:
     ]
 
 
-def test_another_backbone_drops_a_custom_plan(layers: AppTest, imagenet: None) -> None:
+def test_another_backbone_drops_a_custom_plan_and_a_depth_it_cannot_take(
+    layers: AppTest, imagenet: None
+) -> None:
     layers.run()
+    layers.session_state[state.UNFREEZE_LAST] = 17  # MobileNetV3-Small has 13 blocks
     _tick(layers, 3, True)
     seed_blocks("mobilenet_v3_small", 64)
 
@@ -288,6 +291,7 @@ def test_another_backbone_drops_a_custom_plan(layers: AppTest, imagenet: None) -
 
     assert_no_exception(layers)
     assert state.TRAINABLE_BLOCKS not in layers.session_state
+    assert state.UNFREEZE_LAST not in layers.session_state
     assert layers.radio(key=state.PRESET_PICKER).value != "custom"
 
 
