@@ -9,7 +9,9 @@
 - One scheduler per ``TL_HOME`` is *active*: the one holding the exclusive lock on
   ``TL_HOME/scheduler.lock``. Any other is *passive*: its tick starts and settles nothing,
   it only reports the state changes it sees, and it tries the lock again at every tick, so
-  it takes over when the active scheduler stops or its process ends.
+  it takes over when the active scheduler stops or its process ends. A scheduler that
+  becomes active first removes what killed writers left half written
+  (`tl_core.workspace.clean_staging`).
 - Workers run in a session of their own and outlive the scheduler (a server restart, Ctrl-C
   on the CLI scheduler). A scheduler that becomes active *re-attaches* the running jobs
   whose worker still holds its lock (they keep running, with a note saying so) and marks
@@ -62,6 +64,7 @@ from tl_core.jobs.queue import (
     writer_alive,
 )
 from tl_core.jobs.runs import FINAL_STATES, RunFiles, RunStatus, read_json, read_status, run_path
+from tl_core.workspace import clean_staging
 
 __all__ = [
     "CLAIM_GRACE_S",
@@ -315,7 +318,10 @@ class Scheduler:
                 self._seen = self._snapshot()
             was_active = self.active
             if self._take_lock():
-                # Taking over (a start, a restart, another server gone): recover its jobs.
+                if not was_active:
+                    # Taking over (a start, a restart, another server gone): what killed
+                    # writers left half written goes before any new writer starts.
+                    clean_staging(self.home)
                 self._watch_running(recovering=not was_active)
                 self._start_queued()
             return self._changes()

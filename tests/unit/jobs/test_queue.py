@@ -393,6 +393,24 @@ def test_a_new_scheduler_interrupts_jobs_whose_worker_died_and_watches_live_ones
     wait_for(lambda: state(alive) == "stopped", new)
 
 
+def test_a_scheduler_that_becomes_active_removes_leftovers_of_killed_writers(
+    make_scheduler: Callable[..., Scheduler], tl_home: Path
+) -> None:
+    leftover = tl_home / "runs" / "20261123-131500-a1b2c3" / "model.tmp.keras"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a model")
+    passive_first = make_scheduler("wait")
+    passive_first.tick()
+    leftover.write_bytes(b"half a model")  # the first one cleaned; a passive one must not
+    make_scheduler("wait").tick()
+    assert leftover.exists()
+
+    passive_first.stop()
+    make_scheduler("wait").tick()
+
+    assert not leftover.exists()
+
+
 def test_a_reused_pid_is_not_taken_for_the_worker(
     make_scheduler: Callable[..., Scheduler],
 ) -> None:
