@@ -11,10 +11,8 @@ so a resumed run repeats it whole instead of recording half of it.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +20,16 @@ from typing import Any
 import keras
 import numpy as np
 
-from tl_core.errors import JobError
+from tl_core.engine.checkpoints import commit_checkpoint, load_variables, save_variables
 from tl_core.fsutil import atomic_write
-from tl_core.jobs.runs import RunFiles, append_jsonl, read_status, write_json_atomic, write_status
+from tl_core.jobs.runs import (
+    RunFiles,
+    append_jsonl,
+    best_score,
+    read_status,
+    write_json_atomic,
+    write_status,
+)
 
 __all__ = [
     "BatchNormRecalibrator",
@@ -36,19 +41,27 @@ __all__ = [
     "StatusUpdater",
     "StopFlag",
     "Validation",
-    "load_variables",
-    "save_variables",
 ]
 
 
 @dataclass
 class RunProgress:
-    """Mutable facts the callbacks share during one ``fit`` call."""
+    """Mutable facts the callbacks share during one ``fit`` call.
+
+    ``phase_done``: the phase is over (early stop, or it ends on restored best weights),
+    so a checkpoint taken now resumes at the next phase.
+    """
 
     phase: str = "train"
     phase_index: int = 0
     stop_requested: bool = False
     early_stopped: bool = False
+    restored_best: bool = False
+
+    @property
+    def phase_done(self) -> bool:
+        """True once the phase has ended early or on its restored best weights."""
+        return self.early_stopped or self.restored_best
 
     @property
     def epoch_incomplete(self) -> bool:
@@ -390,12 +403,29 @@ class DriftTracker(keras.callbacks.Callback):
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Early stopping on validation loss that survives a resume.
+    """Keep the best epoch's weights; end a phase early when patience runs out.
 
-    Keeps the best epoch's variables in ``checkpoints/best.variables.npz``; after `patience`
-    epochs without improvement it ends the phase. With ``restore`` the phase ends with
-    the best weights. ``best`` and ``wait`` start from the values given, so a resumed
-    run continues the count instead of starting over.
+    "Best" is the studio's one definition, `tl_core.jobs.runs.best_score`: higher
+    validation accuracy, ties broken by lower validation loss, so the weights kept are
+    those of the epoch the pages show as best. With ``restore`` the best epoch's
+    variables go to ``checkpoints/best-epoch-NNNN.npz`` (a new name per best epoch, so
+    the file a committed checkpoint names is never overwritten) and the phase ends with
+    them; `restored` then says the model no longer holds the last epoch's weights.
+
+    ``best``, ``best_epoch``, ``wait`` and ``file`` start from the values given (`state`
+    of an earlier phase or of the checkpoint), so a resumed run continues the count and
+    a later phase restores an earlier phase's best when it finds no better one.
+
+    Args:
+        files: the run's files.
+        progress: the shared `RunProgress`.
+        patience: epochs without a better one before the phase ends (``None``: never).
+        restore: keep and restore the best weights.
+        weights_of: whose variables to keep (default ``None``: the model being fitted).
+
+    Example:
+        >>> early = BestWeights(files, progress, patience=2, restore=True)  # doctest: +SKIP
+        >>> early.on_epoch_end(0, {"val_accuracy": 0.8, "val_loss": 0.5})  # doctest: +SKIP
     """
 
     def __init__(
@@ -403,61 +433,81 @@ class BestWeights(keras.callbacks.Callback):
         files: RunFiles,
         progress: RunProgress,
         *,
-        patience: int,
+        patience: int | None,
         restore: bool,
-        best: float = float("inf"),
+        weights_of: keras.Model | None = None,
+        best: Sequence[float] | None = None,
         best_epoch: int = 0,
         wait: int = 0,
+        file: str | None = None,
     ) -> None:
         super().__init__()
         self.files = files
         self.progress = progress
         self.patience = patience
         self.restore = restore
-        self.best = best
+        self.weights_of = weights_of
+        self.best = tuple(best) if best is not None else None
         self.best_epoch = best_epoch
         self.wait = wait
-
-    @property
-    def path(self) -> Path:
-        """Where the best weights are kept."""
-        return self.files.checkpoints / "best.variables.npz"
+        self.file = file
+        self.restored = False
+        self._last_epoch = 0
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        """Track the best validation loss; stop the phase when patience runs out."""
-        if self.progress.epoch_incomplete or not logs or logs.get("val_loss") is None:
+        """Keep a better epoch's weights; stop the phase when patience runs out."""
+        score = best_score(logs or {})
+        if self.progress.epoch_incomplete or score is None:
             return
-        loss = float(logs["val_loss"])
-        if loss < self.best:
-            self.best, self.best_epoch, self.wait = loss, epoch + 1, 0
+        self._last_epoch = epoch + 1
+        if self.best is None or score > self.best:
+            self.best, self.best_epoch, self.wait = score, epoch + 1, 0
             if self.restore:
+                self.file = f"best-epoch-{epoch + 1:04d}.npz"
                 self.files.checkpoints.mkdir(parents=True, exist_ok=True)
-                save_variables(self.model, self.path)
+                save_variables(self.weights_of or self.model, self.files.checkpoints / self.file)
             return
         self.wait += 1
-        if self.wait >= self.patience:
+        if self.patience is not None and self.wait >= self.patience:
             self.progress.early_stopped = True
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        """Restore the best weights when asked (and when the run was not stopped)."""
-        stopped = self.progress.stop_requested
-        if self.restore and not stopped and self.best_epoch and self.path.is_file():
-            load_variables(self.model, self.path)
+        """Restore the best weights when asked, unless the run was stopped or the last
+        epoch is the best."""
+        if (
+            not self.restore
+            or self.progress.stop_requested
+            or self.file is None
+            or self.best_epoch == self._last_epoch
+            or not self._last_epoch
+            or not (self.files.checkpoints / self.file).is_file()
+        ):
+            return
+        load_variables(self.weights_of or self.model, self.files.checkpoints / self.file)
+        self.restored = self.progress.restored_best = True
 
     def state(self) -> dict[str, Any]:
-        """The counters a checkpoint stores."""
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        """The counters a checkpoint stores (JSON-ready)."""
+        return {
+            "best": list(self.best) if self.best is not None else None,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "file": self.file,
+        }
 
 
 class Checkpoint(keras.callbacks.Callback):
-    """Save weights, optimizer state and progress at every complete epoch.
+    """Commit a checkpoint at every complete epoch (`commit_checkpoint`).
 
-    Files are versioned by epoch and ``last.json`` is written last and atomically: it is
-    the commit point, so a process killed at any moment leaves a consistent checkpoint.
     The weights are those of `weights_of` (default: the model being fitted), so a phase
     that fits only the head still checkpoints the whole classifier; the optimizer state
-    is the fitted model's.
+    is the fitted model's. With `best`, the pointer records its counters and keeps its
+    best-weights file.
+
+    Example:
+        >>> Checkpoint(files, progress, lambda: {"phase_start": 0}).on_epoch_end(3)
+        ... # doctest: +SKIP
     """
 
     def __init__(
@@ -467,43 +517,38 @@ class Checkpoint(keras.callbacks.Callback):
         extra_state: Callable[[], dict[str, Any]] = dict,
         *,
         weights_of: keras.Model | None = None,
+        best: BestWeights | None = None,
     ) -> None:
         super().__init__()
         self.files = files
         self.progress = progress
         self.extra_state = extra_state
         self.weights_of = weights_of
+        self.best = best
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        """Write ``epoch-NNNN.variables.npz``, ``epoch-NNNN.optimizer.npz``, then ``last.json``."""
-        if self.progress.epoch_incomplete:
-            return
-        folder = self.files.checkpoints
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = f"epoch-{epoch + 1:04d}"
-        save_variables(self.weights_of or self.model, folder / f"{stem}.variables.npz")
-        optimizer_state = {
-            f"v{i}": keras.ops.convert_to_numpy(v)
-            for i, v in enumerate(self.model.optimizer.variables)
-        }
-        np.savez(folder / f"{stem}.optimizer.npz", **optimizer_state)
-        previous = read_last_checkpoint(self.files)
-        write_json_atomic(
-            folder / "last.json",
-            {
-                "epoch": epoch + 1,
-                "phase": self.progress.phase,
-                "phase_index": self.progress.phase_index,
-                "weights": f"{stem}.variables.npz",
-                "optimizer": f"{stem}.optimizer.npz",
-                "time": time.time(),
-            }
-            | self.extra_state(),
+        """Commit the checkpoint of the epoch that just ended (1-based ``epoch`` in it)."""
+        if not self.progress.epoch_incomplete:
+            self.commit(epoch + 1)
+
+    def commit(self, epoch: int) -> dict[str, Any]:
+        """Commit the current state as the checkpoint after `epoch`; return the pointer."""
+        record = {
+            "epoch": epoch,
+            "phase": self.progress.phase,
+            "phase_index": self.progress.phase_index,
+        } | self.extra_state()
+        keep: tuple[str, ...] = ()
+        if self.best is not None:
+            record["early_stopping"] = self.best.state()
+            keep = (self.best.file,) if self.best.file else ()
+        return commit_checkpoint(
+            self.files,
+            self.weights_of or self.model,
+            record,
+            optimizer=self.model.optimizer,
+            keep=keep,
         )
-        if previous and previous.get("weights") != f"{stem}.variables.npz":
-            for key in ("weights", "optimizer"):
-                with contextlib.suppress(FileNotFoundError):
-                    (folder / previous[key]).unlink()
 
 
 class StatusUpdater(keras.callbacks.Callback):
@@ -523,45 +568,3 @@ class StatusUpdater(keras.callbacks.Callback):
             write_status(
                 self.files.root, status.with_changes(epoch=epoch + 1, phase=self.progress.phase)
             )
-
-
-def save_variables(model: keras.Model, path: Path) -> None:
-    """Write every variable of `model` (weights, BatchNorm statistics, random-generator
-    state) into one ``.npz``, atomically.
-
-    One file of plain arrays: much faster than ``save_weights`` (HDF5 writes one dataset
-    per weight), and the generator state makes a resumed run draw what an uninterrupted
-    one would (FIELD_NOTES).
-    """
-    variables = model.variables
-    arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
-    paths = np.array([v.path for v in variables])
-    atomic_write(path, lambda tmp: np.savez(tmp, paths=paths, **arrays))
-
-
-def load_variables(model: keras.Model, path: Path) -> None:
-    """Assign the variables `save_variables` wrote back into `model` (same architecture).
-
-    Raises:
-        JobError: the file belongs to a different model.
-    """
-    variables = model.variables
-    with np.load(path) as saved:
-        arrays = [saved[f"v{i}"] for i in range(len(saved.files) - 1)]
-    # Shapes, not paths: Keras numbers auto-named layers (conv2d_37) per process.
-    if [a.shape for a in arrays] != [tuple(v.shape) for v in variables]:
-        raise JobError(
-            f"The checkpoint {path.name} was written by a different model "
-            f"({len(arrays)} variables, this one has {len(variables)}, or other shapes). The "
-            "run folder was changed or comes from another version; start a new run."
-        )
-    for variable, array in zip(variables, arrays, strict=True):
-        variable.assign(array)
-
-
-def read_last_checkpoint(files: RunFiles) -> dict[str, Any] | None:
-    """Return ``checkpoints/last.json``, or ``None`` when no epoch has completed."""
-    try:
-        return json.loads((files.checkpoints / "last.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None

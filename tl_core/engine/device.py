@@ -17,7 +17,10 @@ from typing import Any
 from tl_core.jobs.devices import DeviceInfo, probe_devices
 
 __all__ = [
+    "MIXED_PRECISION_MIN_CAPABILITY",
     "distribution_strategy",
+    "gpu_compute_capabilities",
+    "mixed_precision_refusal",
     "quiet_tensorflow",
     "worker_devices",
 ]
@@ -47,6 +50,46 @@ def worker_devices() -> DeviceInfo:
     probed = probe_devices()
     memory = probed.memory_mb if probed.count == len(names) else (None,) * len(names)
     return DeviceInfo("gpu", tuple(names), memory, cpus)
+
+
+#: float16 runs on Tensor Cores from compute capability 7.0 (Volta) on; older GPUs run it
+#: slower than float32, and some of their kernels fail.
+MIXED_PRECISION_MIN_CAPABILITY = (7, 0)
+
+
+def gpu_compute_capabilities() -> list[tuple[int, int] | None]:
+    """The compute capability of each visible GPU (``None`` where TensorFlow gives none)."""
+    import tensorflow as tf
+
+    found: list[tuple[int, int] | None] = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        found.append(tuple(capability) if capability else None)  # type: ignore[arg-type]
+    return found
+
+
+def mixed_precision_refusal(
+    device: DeviceInfo, capabilities: list[tuple[int, int] | None]
+) -> str | None:
+    """Why mixed precision cannot run on `device` (``None``: it can).
+
+    Example:
+        >>> mixed_precision_refusal(DeviceInfo("gpu", ("T4",)), [(7, 5)]) is None
+        True
+        >>> mixed_precision_refusal(DeviceInfo("gpu", ("K80",)), [(3, 7)])
+        'mixed precision needs a GPU of compute capability 7.0 or more (found 3.7); float32 instead'
+    """
+    if device.kind != "gpu" or not capabilities:
+        return "mixed precision needs a GPU (training on the CPU); float32 instead"
+    found = [c for c in capabilities if c is None or c < MIXED_PRECISION_MIN_CAPABILITY]
+    if not found:
+        return None
+    shown = ", ".join("unknown" if c is None else f"{c[0]}.{c[1]}" for c in found)
+    return (
+        "mixed precision needs a GPU of compute capability "
+        f"{MIXED_PRECISION_MIN_CAPABILITY[0]}.{MIXED_PRECISION_MIN_CAPABILITY[1]} or more "
+        f"(found {shown}); float32 instead"
+    )
 
 
 def distribution_strategy(device: DeviceInfo) -> tuple[Any, str]:

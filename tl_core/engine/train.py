@@ -20,24 +20,49 @@ import platform
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tl_core.config import RunConfig
 from tl_core.errors import JobError, TLError
-from tl_core.fsutil import atomic_write, write_text_atomic
+from tl_core.fsutil import FolderLock, write_text_atomic
 from tl_core.jobs.runs import (
     RunFiles,
     RunStatus,
     read_json,
-    read_metrics,
     read_status,
     write_json_atomic,
     write_status,
 )
 
-__all__ = ["Phase", "plan_phases", "train_run"]
+if TYPE_CHECKING:  # TensorFlow loads when a run starts, not when the facade is imported
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tl_core.data import DatasetReport
+    from tl_core.data.dataset import DatasetSplits
+    from tl_core.data.report import ImageRecord
+    from tl_core.engine.callbacks import (
+        BatchNormRecalibrator,
+        BestWeights,
+        Checkpoint,
+        RunProgress,
+    )
+    from tl_core.jobs.devices import DeviceInfo
+    from tl_core.models.classifier import Classifier
+
+__all__ = [
+    "Phase",
+    "ResumePoint",
+    "main_worker",
+    "plan_phases",
+    "resume_point",
+    "take_writer_lock",
+    "train_run",
+]
 
 log = logging.getLogger("tl_core.engine.train")
 
@@ -136,7 +161,8 @@ def train_run(run_dir: Path, *, resume: bool = False, batch_size: int | None = N
     """Run (or, with `resume`, continue) the training of `run_dir`; return the final status.
 
     Never raises for a failed run: the failure is written to ``status.json`` (state
-    ``failed`` with a plain-language ``error``) and to ``log.txt``, and returned.
+    ``failed`` with a plain-language ``error``) and to ``log.txt``, and returned. Holds
+    the run's writer lock (`tl_core.fsutil.FolderLock`) while it trains.
 
     Args:
         run_dir: a directory made by `prepare_run` (or a run to resume).
@@ -144,21 +170,96 @@ def train_run(run_dir: Path, *, resume: bool = False, batch_size: int | None = N
         batch_size: train with this batch size instead of the config's (default ``None``:
             the config's). The scheduler's out-of-memory retry passes half of it; run.json
             keeps the config as submitted and status.json's ``note`` says what changed.
+
+    Raises:
+        JobError: `run_dir` is not a run, another process is writing it, or (with
+            `resume`) the run has completed.
+
+    Example:
+        >>> train_run(prepare_run(folder, config).root).state  # doctest: +SKIP
+        'completed'
     """
     files = RunFiles(Path(run_dir))
+    doc = _read_run_json(files)
+    lock = take_writer_lock(files.root)
+    try:
+        return _train_locked(files, doc, resume=resume, batch_size=batch_size)
+    finally:
+        lock.release()
+
+
+def main_worker(run_dir: Path, *, resume: bool = False, batch_size: int | None = None) -> int:
+    """Process entry of a worker: train, and exit 0 (completed/stopped) or 1 (failed).
+
+    Takes the run's writer lock before anything else and holds it until the process
+    exits (the kernel drops it then, however the process dies): the scheduler reads a
+    held lock as "this run's worker lives", and a second worker is refused before it
+    writes anything.
+
+    Raises:
+        JobError: another process holds the lock (the CLI prints it and exits 2).
+
+    Example:
+        >>> main_worker(run_path(run_id))  # doctest: +SKIP
+        0
+    """
+    files = RunFiles(Path(run_dir))
+    _WORKER_LOCKS.append(take_writer_lock(files.root))
+    status = _train_locked(files, _read_run_json(files), resume=resume, batch_size=batch_size)
+    sys.stdout.flush()
+    return 0 if status.state in ("completed", "stopped") else 1
+
+
+#: The worker's writer lock, held from `main_worker`'s start to the end of the process.
+_WORKER_LOCKS: list[FolderLock] = []
+
+
+def take_writer_lock(root: Path) -> FolderLock:
+    """Take the writer lock of the run folder `root`; refuse when another process has it.
+
+    Raises:
+        JobError: `root` is no folder, or another process holds its lock.
+
+    Example:
+        >>> take_writer_lock(run_dir).held  # doctest: +SKIP
+        True
+    """
+    if not root.is_dir():
+        raise JobError(
+            f"{root} is not a run folder. "
+            "Start a run with `python -m tl_core train`, or pick one from the runs list."
+        )
+    lock = FolderLock(root)
+    if not lock.acquire():
+        raise JobError(
+            f"Another process is training the run in {root} (it holds {lock.path.name}); "
+            "two writers would mix their epochs and checkpoints. Wait for it to finish, or "
+            "stop it first (Stop in the app, or create the file STOP in the run folder)."
+        )
+    return lock
+
+
+def _read_run_json(files: RunFiles) -> dict[str, Any]:
     doc = read_json(files.config)
     if not isinstance(doc, dict) or "config" not in doc:
         raise JobError(
-            f"{run_dir} is not a run folder (no readable run.json). "
+            f"{files.root} is not a run folder (no readable run.json). "
             "Start a run with `python -m tl_core train`, or pick one from the runs list."
         )
+    return doc
+
+
+def _train_locked(
+    files: RunFiles, doc: dict[str, Any], *, resume: bool, batch_size: int | None
+) -> RunStatus:
+    """`train_run` once the writer lock is held."""
     config = RunConfig.from_json(doc["config"])
     if batch_size is not None:
         config = config.with_changes(batch_size=batch_size)
     previous = read_status(files.root) or RunStatus(total_epochs=config.total_epochs)
     if resume and previous.state == "completed":
         raise JobError(
-            f"The run in {run_dir} has already completed; there is nothing to resume. "
+            f"The run in {files.root} has already completed; there is nothing to resume. "
             "Start a new run to train longer."
         )
     files.stop_flag.unlink(missing_ok=True)
@@ -179,23 +280,98 @@ def train_run(run_dir: Path, *, resume: bool = False, batch_size: int | None = N
     try:
         status = _Trainer(files, config, doc, resume=resume).run(status)
     except BaseException as exc:  # the run must end in a written state, whatever happened
-        if isinstance(exc, KeyboardInterrupt):
-            kind, message = "interrupted", "The worker was interrupted; resume the run."
-            state = "interrupted"
-        else:
-            kind, message = _user_message(exc)
-            state = "failed"
-        log.error("run failed: %s\n%s", message, traceback.format_exc())
-        status = (read_status(files.root) or status).with_changes(
-            state=state, error=message, error_kind=kind, finished_at=time.time(), pid=None
-        )
-        write_status(files.root, status)
+        status = _record_failure(files, status, exc)
         if isinstance(exc, KeyboardInterrupt):
             raise
     finally:
         logging.getLogger("tl_core").removeHandler(handler)
         handler.close()
     return status
+
+
+def _record_failure(files: RunFiles, status: RunStatus, exc: BaseException) -> RunStatus:
+    """Write and return the end state of a run that raised `exc`."""
+    if isinstance(exc, KeyboardInterrupt):
+        kind, message = "interrupted", "The worker was interrupted; resume the run."
+        state = "interrupted"
+    else:
+        kind, message = _user_message(exc)
+        state = "failed"
+    log.error("run failed: %s\n%s", message, traceback.format_exc())
+    status = (read_status(files.root) or status).with_changes(
+        state=state, error=message, error_kind=kind, finished_at=time.time(), pid=None
+    )
+    write_status(files.root, status)
+    return status
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a run continues: after `epoch`, in the phase `phase_index` that began after
+    epoch `phase_start`.
+
+    ``mid_phase``: the phase was under way, so its optimizer state comes back from the
+    checkpoint ``file``. ``early_stopping``: the best-weights counters to continue from.
+    """
+
+    epoch: int = 0
+    phase_index: int = 0
+    phase_start: int = 0
+    mid_phase: bool = False
+    early_stopping: dict[str, Any] = field(default_factory=dict)
+    file: str | None = None
+
+
+def resume_point(record: dict[str, Any] | None, phases: Sequence[Phase]) -> ResumePoint:
+    """Return where a run continues after the committed checkpoint `record`.
+
+    A phase that ended (early stop, best weights restored, or all its epochs done) is
+    continued from the next phase, with a fresh patience count.
+
+    Example:
+        >>> phases = [Phase("head", 0, 2, (), 1e-3), Phase("fine-tune", 1, 2, ("top",), 1e-4)]
+        >>> resume_point({"epoch": 2, "phase_index": 0, "file": "f.npz"}, phases).phase_index
+        1
+    """
+    if record is None:
+        return ResumePoint()
+    epoch, index = int(record["epoch"]), int(record["phase_index"])
+    start = int(record.get("phase_start", 0))
+    early = dict(record.get("early_stopping") or {})
+    if record.get("phase_done") or epoch >= start + phases[index].epochs:
+        return ResumePoint(epoch, index + 1, epoch, False, early | {"wait": 0}, record["file"])
+    return ResumePoint(epoch, index, start, epoch > start, early, record["file"])
+
+
+@dataclass(frozen=True)
+class _Built:
+    """What every phase of one worker invocation shares."""
+
+    classifier: Classifier
+    report: DatasetReport
+    splits: DatasetSplits
+    strategy: tf.distribute.Strategy
+
+
+@dataclass(frozen=True)
+class _PhaseData:
+    """The model a phase fits and its batches."""
+
+    fit_model: keras.Model
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    steps: int
+    batch_size: int
+    common: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _PhaseOutcome:
+    """The epoch a phase reached, whether a stop was requested, the best-weights counters."""
+
+    epoch: int
+    stopped: bool
+    early_stopping: dict[str, Any]
 
 
 class _Trainer:
@@ -208,34 +384,75 @@ class _Trainer:
         self.resume = resume
 
     def run(self, status: RunStatus) -> RunStatus:
-        import keras
+        """Build, train every remaining phase, save ``model.keras``; return the end status."""
+        from tl_core.engine.saving import save_inference_model
 
+        record = self._checkpoint_to_resume()
+        built, phases = self._build(record)
+        point = resume_point(record, phases)
+        if record is not None:
+            log.info("resuming after epoch %d (phase %d)", point.epoch, point.phase_index)
+        epoch, stopped, early = point.epoch, False, point.early_stopping
+        for phase in phases[point.phase_index :]:
+            first = phase.index == point.phase_index
+            outcome = self._run_phase(
+                built,
+                phase,
+                epoch=epoch,
+                phase_start=point.phase_start if first else epoch,
+                early_stopping=early,
+                optimizer_from=point.file if first and point.mid_phase else None,
+            )
+            epoch, stopped = outcome.epoch, outcome.stopped
+            early = outcome.early_stopping | {"wait": 0}
+            if stopped:
+                break
+        final_state = "stopped" if stopped else "completed"
+        save_inference_model(built.classifier.model, self.files.model)
+        status = (read_status(self.files.root) or status).with_changes(
+            state=final_state, epoch=epoch, finished_at=time.time(), pid=None
+        )
+        write_status(self.files.root, status)
+        log.info("run %s after %d epochs", final_state, epoch)
+        return status
+
+    def _checkpoint_to_resume(self) -> dict[str, Any] | None:
+        """The committed checkpoint to continue from (``None``: start), epochs after it
+        forgotten; one written under other Keras/TensorFlow versions is refused."""
+        from tl_core.engine.checkpoints import check_versions, read_last_checkpoint
+
+        if not self.resume:
+            return None
+        record = read_last_checkpoint(self.files)
+        if record is None:
+            log.info("no checkpoint yet: the run starts from the beginning")
+        else:
+            check_versions(record, self.files.root)
+        _forget_epochs_after(self.files, int(record["epoch"]) if record else 0)
+        return record
+
+    def _build(self, record: dict[str, Any] | None) -> tuple[_Built, list[Phase]]:
+        """Pick devices and precision, load the data, build the classifier (restoring the
+        checkpoint's variables), plan the phases and write ``run.json``."""
         from tl_core.data import load_dataset
         from tl_core.data.dataset import split_dataset
-        from tl_core.engine.callbacks import load_variables, read_last_checkpoint
+        from tl_core.engine.checkpoints import load_variables
         from tl_core.engine.device import distribution_strategy, worker_devices
         from tl_core.models.classifier import build_classifier
 
-        config, files = self.config, self.files
+        config = self.config
         device = worker_devices()
         strategy, strategy_name = distribution_strategy(device)
-        mixed = config.mixed_precision and device.kind == "gpu"
-        if mixed:
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        precision = _choose_precision(config.mixed_precision, device)
         report = load_dataset(config.dataset_id)
         splits = split_dataset(report, val_fraction=config.val_fraction, seed=config.seed)
-        checkpoint = read_last_checkpoint(files) if self.resume else None
-        if self.resume and checkpoint is None:
-            log.info("no checkpoint yet: the run starts from the beginning")
-        if self.resume:
-            _forget_epochs_after(files, int(checkpoint["epoch"]) if checkpoint else 0)
         with strategy.scope():
-            classifier = build_classifier(
-                config, splits.class_names, load_weights=checkpoint is None
-            )
-        block_names = [b.name for b in classifier.blocks]
-        phases = plan_phases(config, block_names)
-        self._write_run_json(classifier, splits, phases, device, strategy_name, mixed)
+            classifier = build_classifier(config, splits.class_names, load_weights=record is None)
+            if record is not None:
+                load_variables(classifier.model, self.files.checkpoints / record["file"])
+        phases = plan_phases(config, [b.name for b in classifier.blocks])
+        device_doc = device.to_json() | {"strategy": strategy_name} | precision
+        self._write_run_json(classifier, splits, phases, device_doc)
         log.info(
             "training %s on %s (%s), %d train / %d val images",
             config.backbone,
@@ -244,56 +461,14 @@ class _Trainer:
             len(splits.train),
             len(splits.val),
         )
-        epoch = 0
-        phase_start = 0
-        first_phase = 0
-        if checkpoint is not None:
-            with strategy.scope():
-                load_variables(classifier.model, files.checkpoints / checkpoint["weights"])
-            epoch = int(checkpoint["epoch"])
-            first_phase = int(checkpoint["phase_index"])
-            phase_start = int(checkpoint.get("phase_start", 0))
-            if checkpoint.get("phase_done") or epoch >= phase_start + phases[first_phase].epochs:
-                first_phase += 1
-                phase_start = epoch
-            log.info("resuming after epoch %d (phase %d)", epoch, first_phase)
-        stopped = False
-        for phase in phases[first_phase:]:
-            if phase.index != first_phase or checkpoint is None:
-                phase_start = epoch
-            mid_phase = (
-                checkpoint is not None and phase.index == first_phase and epoch > phase_start
-            )
-            result = self._run_phase(
-                classifier,
-                report,
-                splits,
-                phase,
-                strategy,
-                epoch=epoch,
-                phase_start=phase_start,
-                restore=checkpoint if mid_phase else None,
-            )
-            epoch, stopped = result
-            if stopped:
-                break
-        final_state = "stopped" if stopped else "completed"
-        self._save_model(classifier)
-        status = (read_status(files.root) or status).with_changes(
-            state=final_state, epoch=epoch, finished_at=time.time(), pid=None
-        )
-        write_status(files.root, status)
-        log.info("run %s after %d epochs", final_state, epoch)
-        return status
+        return _Built(classifier, report, splits, strategy), phases
 
     def _write_run_json(
         self,
-        classifier: Any,
-        splits: Any,
+        classifier: Classifier,
+        splits: DatasetSplits,
         phases: list[Phase],
-        device: Any,
-        strategy_name: str,
-        mixed: bool,
+        device: dict[str, Any],
     ) -> None:
         from tl_core.models.classifier import apply_freeze_plan
 
@@ -327,7 +502,7 @@ class _Trainer:
                 "trainable_params": summary.trainable_params,
                 "non_trainable_params": summary.non_trainable_params,
                 "bn_trainable": summary.bn_trainable,
-                "device": device.to_json() | {"strategy": strategy_name, "mixed_precision": mixed},
+                "device": device,
                 "versions": _versions(),
                 "weights_source": _weights_source(config),
             }
@@ -336,85 +511,187 @@ class _Trainer:
 
     def _run_phase(
         self,
-        classifier: Any,
-        report: Any,
-        splits: Any,
+        built: _Built,
         phase: Phase,
-        strategy: Any,
         *,
         epoch: int,
         phase_start: int,
-        restore: dict[str, Any] | None,
-    ) -> tuple[int, bool]:
-        """Train one phase from `epoch`; return the epoch reached and whether it was stopped."""
-        import keras
+        early_stopping: dict[str, Any],
+        optimizer_from: str | None,
+    ) -> _PhaseOutcome:
+        """Train one phase from `epoch`; a phase that ends on restored best weights
+        commits a checkpoint of them, so a kill before the next phase resumes from them."""
+        from tl_core.engine.callbacks import Checkpoint, RunProgress
 
-        from tl_core.data.dataset import make_batches, steps_per_epoch
-        from tl_core.engine.callbacks import (
-            BatchNormRecalibrator,
-            BestWeights,
-            Checkpoint,
-            DriftTracker,
-            MetricsStream,
-            RunProgress,
-            StatusUpdater,
-            StopFlag,
-            Validation,
-            block_variables,
-        )
-        from tl_core.models.classifier import (
-            apply_freeze_plan,
-            batch_norm_layers,
-            compile_model,
-            uses_one_hot_labels,
-        )
-
-        config, files = self.config, self.files
         stop_epoch = phase_start + phase.epochs
-        replicas = strategy.num_replicas_in_sync
-        train_records, batch_size = _even_for_replicas(splits.train, config.batch_size, replicas)
-        val_records, _ = _even_for_replicas(splits.val, config.batch_size, replicas)
-        steps = steps_per_epoch(len(train_records), batch_size)
-        one_hot = uses_one_hot_labels(config)
-        common = {
-            "class_names": splits.class_names,
-            "image_size": classifier.image_size,
-            "batch_size": batch_size,
-            "one_hot": one_hot,
-        }
-        if phase.cached:
-            fit_model, train, val = self._cached_head(
-                classifier, report, train_records, val_records, (epoch, stop_epoch), common
-            )
-        else:
-            fit_model = classifier.model
-            train = make_batches(
-                report,
-                train_records,
-                shuffle_epochs=(epoch, stop_epoch),
-                seed=config.seed,
-                **common,
-            )
-            val = make_batches(report, val_records, **common)
-        with strategy.scope():
-            summary = apply_freeze_plan(
-                classifier,
-                phase.trainable,
-                pretrained=not config.from_scratch,
-                train_bn=config.train_bn,
-            )
-            compile_model(fit_model, config, learning_rate=self._rate(phase, steps))
-            if restore is not None:
-                self._restore_optimizer(fit_model, restore)
+        data = self._phase_data(built, phase, (epoch, stop_epoch))
+        trainable_params = self._compile_phase(built, phase, data, optimizer_from)
         log.info(
             "phase %s: epochs %d-%d, trainable blocks %s, %d trainable params",
             phase.name,
             epoch + 1,
             stop_epoch,
             ", ".join(phase.trainable) or "none (head only)",
-            summary.trainable_params,
+            trainable_params,
         )
         progress = RunProgress(phase=phase.name, phase_index=phase.index)
+        early = self._best_weights(built, progress, early_stopping)
+        checkpoint = Checkpoint(
+            self.files,
+            progress,
+            lambda: {"phase_start": phase_start, "phase_done": progress.phase_done},
+            weights_of=built.classifier.model,
+            best=early,
+        )
+        history = data.fit_model.fit(
+            data.train,
+            epochs=stop_epoch,
+            initial_epoch=epoch,
+            steps_per_epoch=data.steps,
+            callbacks=self._callbacks(built, phase, data, progress, early, checkpoint),
+            # The batches are already shuffled per (seed, epoch); Keras warns on shuffle=True.
+            shuffle=False,
+            verbose=0,
+        )
+        reached = epoch + len(history.epoch) - (1 if progress.stop_requested else 0)
+        if progress.early_stopped:
+            log.info("phase %s stopped early after epoch %d", phase.name, reached)
+        if early is not None and early.restored:
+            log.info("phase %s ends with the weights of epoch %d", phase.name, early.best_epoch)
+            checkpoint.commit(reached)
+        return _PhaseOutcome(
+            reached, progress.stop_requested, early.state() if early is not None else {}
+        )
+
+    def _phase_data(self, built: _Built, phase: Phase, epochs: tuple[int, int]) -> _PhaseData:
+        """The model to fit and its batches: the whole classifier on images, or for a
+        cached phase the head on cached backbone features."""
+        from tl_core.data.dataset import make_batches, steps_per_epoch
+        from tl_core.models.classifier import uses_one_hot_labels
+
+        config, classifier = self.config, built.classifier
+        replicas = built.strategy.num_replicas_in_sync
+        train_records, batch_size = _even_for_replicas(
+            built.splits.train, config.batch_size, replicas
+        )
+        val_records, _ = _even_for_replicas(built.splits.val, config.batch_size, replicas)
+        steps = steps_per_epoch(len(train_records), batch_size)
+        common = {
+            "class_names": built.splits.class_names,
+            "image_size": classifier.image_size,
+            "batch_size": batch_size,
+            "one_hot": uses_one_hot_labels(config),
+        }
+        if phase.cached:
+            fit_model, train, val = self._cached_head(
+                classifier, built.report, train_records, val_records, epochs, common
+            )
+            return _PhaseData(fit_model, train, val, steps, batch_size, common)
+        train = make_batches(
+            built.report, train_records, shuffle_epochs=epochs, seed=config.seed, **common
+        )
+        val = make_batches(built.report, val_records, **common)
+        return _PhaseData(classifier.model, train, val, steps, batch_size, common)
+
+    def _compile_phase(
+        self, built: _Built, phase: Phase, data: _PhaseData, optimizer_from: str | None
+    ) -> int:
+        """Apply the phase's freeze plan and compile (Keras applies ``trainable`` only
+        then); mid-phase, bring the optimizer state back from the checkpoint. Return the
+        number of trainable parameters."""
+        from tl_core.engine.checkpoints import load_optimizer
+        from tl_core.models.classifier import apply_freeze_plan, compile_model
+
+        config = self.config
+        with built.strategy.scope():
+            summary = apply_freeze_plan(
+                built.classifier,
+                phase.trainable,
+                pretrained=not config.from_scratch,
+                train_bn=config.train_bn,
+            )
+            compile_model(data.fit_model, config, learning_rate=self._rate(phase, data.steps))
+            if optimizer_from is not None:
+                # Built first: an unbuilt optimizer has no slots to receive the state.
+                data.fit_model.optimizer.build(data.fit_model.trainable_variables)
+                load_optimizer(
+                    data.fit_model.optimizer,
+                    built.classifier.model,
+                    self.files.checkpoints / optimizer_from,
+                )
+        return summary.trainable_params
+
+    def _best_weights(
+        self, built: _Built, progress: RunProgress, state: dict[str, Any]
+    ) -> BestWeights | None:
+        """The best-weights keeper of a phase, continuing from `state` (``None`` when
+        neither early stopping nor restoring the best is asked for)."""
+        from tl_core.engine.callbacks import BestWeights
+
+        config = self.config
+        if not (config.early_stopping or config.restore_best):
+            return None
+        return BestWeights(
+            self.files,
+            progress,
+            patience=config.patience if config.early_stopping else None,
+            restore=config.restore_best,
+            weights_of=built.classifier.model,
+            **state,
+        )
+
+    def _callbacks(
+        self,
+        built: _Built,
+        phase: Phase,
+        data: _PhaseData,
+        progress: RunProgress,
+        early: BestWeights | None,
+        checkpoint: Checkpoint,
+    ) -> list[keras.callbacks.Callback]:
+        """The phase's callbacks, in the order `tl_core.engine.callbacks` needs them."""
+        import keras
+
+        from tl_core.engine.callbacks import (
+            DriftTracker,
+            MetricsStream,
+            StatusUpdater,
+            StopFlag,
+            Validation,
+            block_variables,
+        )
+
+        classifier, files = built.classifier, self.files
+        callbacks: list[keras.callbacks.Callback] = [
+            Validation(data.val, progress, self._recalibration(built, phase, data.common))
+        ]
+        if early is not None:
+            callbacks.append(early)
+        if self.config.schedule == "plateau":
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_loss", factor=0.5, patience=2, min_lr=phase.learning_rate / 100
+                )
+            )
+        callbacks += [
+            MetricsStream(files.metrics, progress, batches=data.steps, batch_size=data.batch_size),
+            DriftTracker(files, block_variables(classifier.backbone, classifier.blocks), progress),
+            checkpoint,
+            StopFlag(files.stop_flag, progress),
+            keras.callbacks.TensorBoard(str(files.tensorboard), write_graph=False),
+            StatusUpdater(files, progress),
+        ]
+        return callbacks
+
+    def _recalibration(
+        self, built: _Built, phase: Phase, common: dict[str, Any]
+    ) -> tuple[BatchNormRecalibrator, tf.data.Dataset] | None:
+        """BatchNorm re-estimation before each validation, when BatchNorm trains."""
+        from tl_core.data.dataset import make_batches
+        from tl_core.engine.callbacks import BatchNormRecalibrator
+        from tl_core.models.classifier import batch_norm_layers
+
+        classifier = built.classifier
         bn_layers = [
             layer
             for block in classifier.blocks
@@ -423,92 +700,20 @@ class _Trainer:
             for layer in batch_norm_layers(classifier.backbone.get_layer(name))
             if layer.trainable
         ]
-        recalibrate = None
-        if bn_layers:
-            plain_train = make_batches(report, splits.train, **common)
-            recalibrate = (BatchNormRecalibrator(classifier.features, bn_layers), plain_train)
-        early = (
-            BestWeights(
-                files,
-                progress,
-                patience=config.patience,
-                restore=config.restore_best,
-                **(restore or {}).get("early_stopping", {}),
-            )
-            if config.early_stopping
-            else None
-        )
-
-        def extra_state() -> dict[str, Any]:
-            state: dict[str, Any] = {
-                "phase_start": phase_start,
-                "phase_done": progress.early_stopped,
-            }
-            if early is not None:
-                state["early_stopping"] = early.state()
-            return state
-
-        callbacks: list[keras.callbacks.Callback] = [Validation(val, progress, recalibrate)]
-        if early is not None:
-            callbacks.append(early)
-        if config.schedule == "plateau":
-            callbacks.append(
-                keras.callbacks.ReduceLROnPlateau(
-                    monitor="val_loss", factor=0.5, patience=2, min_lr=phase.learning_rate / 100
-                )
-            )
-        callbacks += [
-            MetricsStream(files.metrics, progress, batches=steps, batch_size=batch_size),
-            DriftTracker(files, block_variables(classifier.backbone, classifier.blocks), progress),
-            Checkpoint(files, progress, extra_state, weights_of=classifier.model),
-            StopFlag(files.stop_flag, progress),
-            keras.callbacks.TensorBoard(str(files.tensorboard), write_graph=False),
-            StatusUpdater(files, progress),
-        ]
-        history = fit_model.fit(
-            train,
-            epochs=stop_epoch,
-            initial_epoch=epoch,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            # The batches are already shuffled per (seed, epoch); Keras warns on shuffle=True.
-            shuffle=False,
-            verbose=0,
-        )
-        reached = epoch + len(history.epoch) - (1 if progress.stop_requested else 0)
-        if progress.early_stopped:
-            log.info("phase %s stopped early after epoch %d", phase.name, reached)
-            self._mark_phase_done(classifier, fit_model, progress, reached, phase_start, early)
-        return reached, progress.stop_requested
-
-    def _mark_phase_done(
-        self,
-        classifier: Any,
-        fit_model: Any,
-        progress: Any,
-        epoch: int,
-        phase_start: int,
-        early: Any,
-    ) -> None:
-        """After early stopping (and restoring the best weights), checkpoint the phase end."""
-        from tl_core.engine.callbacks import Checkpoint
-
-        state = {"phase_start": phase_start, "phase_done": True}
-        if early is not None:
-            state["early_stopping"] = early.state()
-        checkpoint = Checkpoint(self.files, progress, lambda: state, weights_of=classifier.model)
-        checkpoint.set_model(fit_model)
-        checkpoint.on_epoch_end(epoch - 1)
+        if not bn_layers:
+            return None
+        plain_train = make_batches(built.report, built.splits.train, **common)
+        return BatchNormRecalibrator(classifier.features, bn_layers), plain_train
 
     def _cached_head(
         self,
-        classifier: Any,
-        report: Any,
-        train_records: tuple[Any, ...],
-        val_records: tuple[Any, ...],
+        classifier: Classifier,
+        report: DatasetReport,
+        train_records: tuple[ImageRecord, ...],
+        val_records: tuple[ImageRecord, ...],
         epochs: tuple[int, int],
         common: dict[str, Any],
-    ) -> tuple[Any, Any, Any]:
+    ) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
         """The head model and batches of cached backbone features for a ``fast`` phase."""
         from tl_core.data.dataset import make_array_batches, make_batches
         from tl_core.engine.cache import feature_key, load_or_compute_features, weights_identity
@@ -519,7 +724,7 @@ class _Trainer:
         identity = weights_identity(config.weights, config.seed)
         index = {name: i for i, name in enumerate(common["class_names"])}
 
-        def features(records: tuple[Any, ...]) -> Any:
+        def features(records: tuple[ImageRecord, ...]) -> np.ndarray:
             key = feature_key(
                 dataset_id=config.dataset_id,
                 backbone=config.backbone,
@@ -528,7 +733,7 @@ class _Trainer:
                 paths=[r.path for r in records],
             )
 
-            def compute() -> Any:
+            def compute() -> np.ndarray:
                 batches = make_batches(
                     report, records, **(common | {"one_hot": False}), cache=False
                 )
@@ -558,7 +763,9 @@ class _Trainer:
         val = make_array_batches(val_rows, [index[r.label] for r in val_records], **arrays)
         return head_model(classifier, int(train_rows.shape[1])), train, val
 
-    def _rate(self, phase: Phase, steps: int) -> Any:
+    def _rate(
+        self, phase: Phase, steps: int
+    ) -> float | keras.optimizers.schedules.LearningRateSchedule:
         import keras
 
         if self.config.schedule == "cosine":
@@ -567,30 +774,22 @@ class _Trainer:
             )
         return phase.learning_rate
 
-    def _restore_optimizer(self, model: Any, checkpoint: dict[str, Any]) -> None:
-        import numpy as np
 
-        optimizer = model.optimizer
-        optimizer.build(model.trainable_variables)
-        with np.load(self.files.checkpoints / checkpoint["optimizer"]) as saved:
-            values = [saved[f"v{i}"] for i in range(len(saved.files))]
-        if len(values) != len(optimizer.variables):
-            raise JobError(
-                "The checkpoint's optimizer state does not match this run's model "
-                f"({len(values)} vs {len(optimizer.variables)} variables). The run folder "
-                "was changed or comes from another version; start a new run."
-            )
-        for variable, value in zip(optimizer.variables, values, strict=True):
-            variable.assign(value)
+def _choose_precision(requested: bool, device: DeviceInfo) -> dict[str, Any]:
+    """Switch Keras to mixed_float16 when asked for and the GPUs support it; return what
+    run.json records (``mixed_precision``, and ``mixed_precision_note`` saying why not)."""
+    if not requested:
+        return {"mixed_precision": False}
+    import keras
 
-    def _save_model(self, classifier: Any) -> None:
-        """Save ``model.keras`` without optimizer state (a third of the size)."""
-        import keras
+    from tl_core.engine.device import gpu_compute_capabilities, mixed_precision_refusal
 
-        # Not `clone_model`: Keras 3.15 compiles the clone and builds its optimizer.
-        clone = keras.Model.from_config(classifier.model.get_config())
-        clone.set_weights(classifier.model.get_weights())
-        atomic_write(self.files.model, clone.save)
+    refusal = mixed_precision_refusal(device, gpu_compute_capabilities())
+    if refusal is not None:
+        log.warning("%s", refusal)
+        return {"mixed_precision": False, "mixed_precision_note": refusal}
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    return {"mixed_precision": True}
 
 
 def _forget_epochs_after(files: RunFiles, epoch: int) -> None:
@@ -614,7 +813,9 @@ def _forget_epochs_after(files: RunFiles, epoch: int) -> None:
         write_text_atomic(path, "".join(kept))
 
 
-def _even_for_replicas(records: Any, batch_size: int, replicas: int) -> tuple[tuple[Any, ...], int]:
+def _even_for_replicas(
+    records: Sequence[ImageRecord], batch_size: int, replicas: int
+) -> tuple[tuple[ImageRecord, ...], int]:
     """Return `records` and `batch_size` cut so that every batch splits evenly over replicas.
 
     Under a distribution strategy Keras builds the model from the mean of the first
@@ -632,17 +833,3 @@ def _even_for_replicas(records: Any, batch_size: int, replicas: int) -> tuple[tu
             replicas,
         )
     return tuple(records[:keep]), max(replicas, batch_size - batch_size % replicas)
-
-
-def best_val_accuracy(run_dir: Path) -> float | None:
-    """Return the best validation accuracy recorded so far, or ``None``."""
-    epochs, _ = read_metrics(run_dir)
-    values = [e["val_accuracy"] for e in epochs if e.get("val_accuracy") is not None]
-    return max(values) if values else None
-
-
-def main_worker(run_dir: Path, *, resume: bool = False, batch_size: int | None = None) -> int:
-    """Process entry of a worker: train, and exit 0 (completed/stopped) or 1 (failed)."""
-    status = train_run(run_dir, resume=resume, batch_size=batch_size)
-    sys.stdout.flush()
-    return 0 if status.state in ("completed", "stopped") else 1

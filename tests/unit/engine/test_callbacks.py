@@ -23,9 +23,8 @@ from tl_core.engine.callbacks import (
     StopFlag,
     Validation,
     current_learning_rate,
-    load_variables,
-    read_last_checkpoint,
 )
+from tl_core.engine.checkpoints import load_variables, read_last_checkpoint
 from tl_core.jobs.runs import RunFiles, RunStatus, read_status, write_status
 
 
@@ -168,7 +167,11 @@ def test_stop_flag_is_also_checked_before_an_epoch_begins(files: RunFiles) -> No
 # --- Checkpoint --------------------------------------------------------------------------
 
 
-def test_checkpoint_writes_versioned_files_and_last_json_and_drops_the_previous_epoch(
+def kernel(model: keras.Model) -> np.ndarray:
+    return model.layers[0].kernel.numpy()
+
+
+def test_checkpoint_commits_a_new_file_then_the_pointer_and_drops_the_previous_file(
     files: RunFiles,
 ) -> None:
     model = tiny_model()
@@ -181,25 +184,42 @@ def test_checkpoint_writes_versioned_files_and_last_json_and_drops_the_previous_
     checkpoint.on_epoch_end(3)
 
     assert sorted(p.name for p in files.checkpoints.iterdir()) == [
-        "epoch-0004.optimizer.npz",
-        "epoch-0004.variables.npz",
+        "epoch-0004.002.npz",
         "last.json",
     ]
     last = read_last_checkpoint(files)
     assert last is not None
-    assert {k: last[k] for k in ("epoch", "phase", "phase_index", "weights", "optimizer")} == {
+    assert {k: last[k] for k in ("epoch", "phase", "phase_index", "file", "serial")} == {
         "epoch": 4,
         "phase": "fine-tune",
         "phase_index": 1,
-        "weights": "epoch-0004.variables.npz",
-        "optimizer": "epoch-0004.optimizer.npz",
+        "file": "epoch-0004.002.npz",
+        "serial": 2,
     }
     assert (last["phase_start"], last["phase_done"]) == (2, False)
     restored = tiny_model()
-    load_variables(restored, files.checkpoints / last["weights"])
-    np.testing.assert_array_equal(restored.layers[0].kernel.numpy(), np.ones((4, 3)))
-    with np.load(files.checkpoints / last["optimizer"]) as saved:
-        assert len(saved.files) == len(model.optimizer.variables)
+    load_variables(restored, files.checkpoints / last["file"])
+    np.testing.assert_array_equal(kernel(restored), np.ones((4, 3)))
+    with np.load(files.checkpoints / last["file"]) as saved:
+        optimizer_state = [name for name in saved.files if name.startswith("optimizer:")]
+    assert len(optimizer_state) == len(model.optimizer.variables)
+
+
+def test_checkpointing_the_same_epoch_again_never_overwrites_the_committed_file(
+    files: RunFiles,
+) -> None:
+    model = tiny_model()
+    checkpoint = Checkpoint(files, RunProgress())
+    checkpoint.set_model(model)
+    first = checkpoint.commit(3)
+    committed = (files.checkpoints / first["file"]).read_bytes()
+
+    model.layers[0].kernel.assign(np.ones((4, 3), "float32"))
+    second = checkpoint.commit(3)
+
+    assert second["file"] != first["file"]
+    assert not (files.checkpoints / first["file"]).exists()  # deleted only after the switch
+    assert (files.checkpoints / second["file"]).read_bytes() != committed
 
 
 def test_checkpoint_skips_an_epoch_cut_short_by_a_stop(files: RunFiles) -> None:
@@ -245,6 +265,40 @@ def test_a_resumed_drift_tracker_measures_from_the_saved_start(files: RunFiles) 
 # --- BestWeights -------------------------------------------------------------------------
 
 
+def epoch_logs(accuracy: float, loss: float) -> dict[str, float]:
+    return {"val_accuracy": accuracy, "val_loss": loss}
+
+
+def test_best_weights_follows_best_score_not_the_lowest_validation_loss(
+    files: RunFiles,
+) -> None:
+    model = tiny_model()
+    early = BestWeights(files, RunProgress(), patience=5, restore=True)
+    early.set_model(model)
+
+    early.on_epoch_end(0, epoch_logs(0.5, 0.40))
+    model.layers[0].kernel.assign(np.full((4, 3), 2.0, "float32"))
+    best_kernel = kernel(model)
+    early.on_epoch_end(1, epoch_logs(0.8, 0.60))  # more accurate, higher loss: the best
+    model.layers[0].kernel.assign(np.zeros((4, 3), "float32"))
+    early.on_epoch_end(2, epoch_logs(0.7, 0.30))  # lowest loss, less accurate
+    early.on_train_end()
+
+    assert (early.best_epoch, early.wait) == (2, 1)
+    assert early.restored
+    np.testing.assert_array_equal(kernel(model), best_kernel)
+
+
+def test_equal_accuracy_is_broken_by_the_lower_validation_loss(files: RunFiles) -> None:
+    early = BestWeights(files, RunProgress(), patience=5, restore=False)
+    early.set_model(tiny_model())
+
+    for epoch, loss in enumerate((0.5, 0.4, 0.45)):
+        early.on_epoch_end(epoch, epoch_logs(0.75, loss))
+
+    assert early.state() == {"best": [0.75, -0.4], "best_epoch": 2, "wait": 1, "file": None}
+
+
 def test_best_weights_counts_patience_stops_the_phase_and_restores_the_best(
     files: RunFiles,
 ) -> None:
@@ -252,31 +306,47 @@ def test_best_weights_counts_patience_stops_the_phase_and_restores_the_best(
     progress = RunProgress()
     early = BestWeights(files, progress, patience=2, restore=True)
     early.set_model(model)
-    best_kernel = model.layers[0].kernel.numpy()
+    best_kernel = kernel(model)
 
-    early.on_epoch_end(0, {"val_loss": 1.0})
-    assert early.state() == {"best": 1.0, "best_epoch": 1, "wait": 0}
+    early.on_epoch_end(0, epoch_logs(0.9, 1.0))
     model.layers[0].kernel.assign(np.zeros((4, 3), "float32"))
-    early.on_epoch_end(1, {"val_loss": 1.2})
-    assert early.state() == {"best": 1.0, "best_epoch": 1, "wait": 1}
-    assert not model.stop_training
-    early.on_epoch_end(2, {"val_loss": 1.1})
+    early.on_epoch_end(1, epoch_logs(0.8, 0.9))
+    assert (early.wait, model.stop_training) == (1, False)
+    early.on_epoch_end(2, epoch_logs(0.9, 1.1))
 
-    assert early.state()["wait"] == 2
-    assert model.stop_training and progress.early_stopped
+    assert model.stop_training and progress.early_stopped and progress.phase_done
     early.on_train_end()
-    np.testing.assert_array_equal(model.layers[0].kernel.numpy(), best_kernel)
+    np.testing.assert_array_equal(kernel(model), best_kernel)
+    assert early.state()["file"] == "best-epoch-0001.npz"
 
 
-def test_an_improvement_resets_the_wait_counter(files: RunFiles) -> None:
-    early = BestWeights(files, RunProgress(), patience=3, restore=False)
+def test_without_patience_best_weights_never_stops_but_still_restores(files: RunFiles) -> None:
+    model = tiny_model()
+    progress = RunProgress()
+    early = BestWeights(files, progress, patience=None, restore=True)
+    early.set_model(model)
+
+    for epoch, accuracy in enumerate((0.9, 0.5, 0.4, 0.3)):
+        early.on_epoch_end(epoch, epoch_logs(accuracy, 1.0))
+    early.on_train_end()
+
+    assert not model.stop_training and not progress.early_stopped
+    assert early.restored and progress.phase_done
+
+
+def test_nothing_is_restored_when_the_last_epoch_is_the_best(files: RunFiles) -> None:
+    early = BestWeights(files, RunProgress(), patience=3, restore=True)
     early.set_model(tiny_model())
 
-    for epoch, loss in enumerate((1.0, 1.1, 1.2, 0.9)):
-        early.on_epoch_end(epoch, {"val_loss": loss})
+    early.on_epoch_end(0, epoch_logs(0.5, 1.0))
+    early.on_epoch_end(1, epoch_logs(0.6, 1.0))
+    early.on_train_end()
 
-    assert early.state() == {"best": 0.9, "best_epoch": 4, "wait": 0}
-    assert not early.path.exists()  # restore=False keeps no weights file
+    assert not early.restored
+    assert sorted(p.name for p in files.checkpoints.iterdir()) == [
+        "best-epoch-0001.npz",
+        "best-epoch-0002.npz",
+    ]  # the older one goes when a checkpoint commits without it
 
 
 def test_best_weights_state_round_trips_so_a_resumed_run_keeps_counting(
@@ -284,31 +354,32 @@ def test_best_weights_state_round_trips_so_a_resumed_run_keeps_counting(
 ) -> None:
     first = BestWeights(files, RunProgress(), patience=2, restore=False)
     first.set_model(tiny_model())
-    first.on_epoch_end(0, {"val_loss": 1.0})
-    first.on_epoch_end(1, {"val_loss": 1.5})
+    first.on_epoch_end(0, epoch_logs(0.8, 1.0))
+    first.on_epoch_end(1, epoch_logs(0.7, 1.0))
     state = json.loads(json.dumps(first.state()))
 
     progress = RunProgress()
     resumed = BestWeights(files, progress, patience=2, restore=False, **state)
     model = tiny_model()
     resumed.set_model(model)
-    resumed.on_epoch_end(2, {"val_loss": 1.4})
+    resumed.on_epoch_end(2, epoch_logs(0.8, 1.1))
 
-    assert resumed.state() == {"best": 1.0, "best_epoch": 1, "wait": 2}
+    assert resumed.state() == {"best": [0.8, -1.0], "best_epoch": 1, "wait": 2, "file": None}
     assert model.stop_training and progress.early_stopped
 
 
-def test_best_weights_ignores_epochs_without_validation_loss_or_cut_short(
+def test_best_weights_ignores_epochs_without_validation_accuracy_or_cut_short(
     files: RunFiles,
 ) -> None:
     early = BestWeights(files, RunProgress(), patience=1, restore=True)
     early.set_model(tiny_model())
-    early.on_epoch_end(0, {"loss": 0.3})
+    early.on_epoch_end(0, {"loss": 0.3, "val_loss": 0.3})
     stopped = BestWeights(files, RunProgress(stop_requested=True), patience=1, restore=True)
     stopped.set_model(tiny_model())
-    stopped.on_epoch_end(0, {"val_loss": 0.3})
+    stopped.on_epoch_end(0, epoch_logs(0.9, 0.3))
 
-    assert early.state() == stopped.state() == {"best": float("inf"), "best_epoch": 0, "wait": 0}
+    empty = {"best": None, "best_epoch": 0, "wait": 0, "file": None}
+    assert early.state() == stopped.state() == empty
 
 
 def test_best_weights_does_not_restore_when_the_run_was_stopped(files: RunFiles) -> None:
@@ -316,13 +387,46 @@ def test_best_weights_does_not_restore_when_the_run_was_stopped(files: RunFiles)
     model = tiny_model()
     early = BestWeights(files, progress, patience=5, restore=True)
     early.set_model(model)
-    early.on_epoch_end(0, {"val_loss": 1.0})
+    early.on_epoch_end(0, epoch_logs(0.9, 1.0))
+    early.on_epoch_end(1, epoch_logs(0.5, 1.0))
     model.layers[0].kernel.assign(np.zeros((4, 3), "float32"))
 
     progress.stop_requested = True
     early.on_train_end()
 
-    np.testing.assert_array_equal(model.layers[0].kernel.numpy(), np.zeros((4, 3)))
+    np.testing.assert_array_equal(kernel(model), np.zeros((4, 3)))
+
+
+def test_a_checkpoint_after_a_restore_holds_the_best_weights_and_keeps_its_file(
+    files: RunFiles,
+) -> None:
+    model = tiny_model()
+    progress = RunProgress()
+    early = BestWeights(files, progress, patience=None, restore=True)
+    checkpoint = Checkpoint(
+        files, progress, lambda: {"phase_done": progress.phase_done}, best=early
+    )
+    for callback in (early, checkpoint):
+        callback.set_model(model)
+    best_kernel = kernel(model)
+    for epoch, accuracy in enumerate((0.9, 0.5)):
+        early.on_epoch_end(epoch, epoch_logs(accuracy, 1.0))
+        model.layers[0].kernel.assign(np.zeros((4, 3), "float32"))
+        checkpoint.on_epoch_end(epoch)
+    early.on_train_end()
+
+    last = checkpoint.commit(2)
+
+    assert last["phase_done"] and last["early_stopping"]["best_epoch"] == 1
+    assert sorted(p.name for p in files.checkpoints.iterdir()) == [
+        "best-epoch-0001.npz",
+        last["file"],
+        "last.json",
+    ]
+    committed = tiny_model()
+    committed.layers[0].kernel.assign(np.ones((4, 3), "float32"))
+    load_variables(committed, files.checkpoints / last["file"])
+    np.testing.assert_array_equal(kernel(committed), best_kernel)
 
 
 # --- Validation and BatchNorm recalibration ---------------------------------------------

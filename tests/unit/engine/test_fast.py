@@ -14,7 +14,7 @@ import pytest
 from tests.unit.engine_helpers import ROOT, epoch_lines, read_jsonl, tiny_config
 from tl_core.data import DatasetReport
 from tl_core.engine.train import plan_phases, train_run
-from tl_core.jobs.runs import prepare_run
+from tl_core.jobs.runs import prepare_run, read_json
 
 # Dropout and augmentation off: with them, the two paths draw different random numbers.
 SAME_MATH = {"augmentation": (), "dropout": 0.0, "freeze": "feature-extraction", "epochs": 2}
@@ -62,14 +62,16 @@ def test_a_fast_run_checkpoints_the_whole_classifier(
 ) -> None:
     import keras
 
-    from tl_core.engine.callbacks import load_variables
+    from tl_core.engine.checkpoints import load_variables
 
     run = _train(easy_dataset, tmp_path / "fast", fast=True)
     model = keras.saving.load_model(run / "model.keras", compile=False)
     final_head = [w.copy() for w in model.get_layer("head").get_weights()]
     model.get_layer("head").set_weights([np.zeros_like(w) for w in final_head])
 
-    load_variables(model, run / "checkpoints" / "epoch-0002.variables.npz")
+    load_variables(
+        model, run / "checkpoints" / read_json(run / "checkpoints" / "last.json")["file"]
+    )
 
     for restored, final in zip(model.get_layer("head").get_weights(), final_head, strict=True):
         np.testing.assert_array_equal(restored, final)

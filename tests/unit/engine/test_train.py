@@ -35,10 +35,12 @@ from tl_core.config import RunConfig
 from tl_core.data import DatasetReport
 from tl_core.engine.train import Phase, main_worker, plan_phases, train_run
 from tl_core.errors import JobError
+from tl_core.fsutil import FolderLock
 from tl_core.jobs.runs import (
     RunFiles,
     RunStatus,
     append_jsonl,
+    best_epoch,
     new_run_id,
     prepare_run,
     read_metrics,
@@ -230,18 +232,28 @@ def test_drift_is_exactly_zero_for_frozen_blocks_and_positive_for_fine_tuned_one
     assert set(history[0]["drift"].values()) == {0.0}  # the head phase moves no block
 
 
-def test_only_the_last_epochs_checkpoint_is_kept(trained_run: Path) -> None:
+def test_only_the_committed_checkpoint_and_the_best_weights_are_kept(trained_run: Path) -> None:
     folder = RunFiles(trained_run).checkpoints
 
     last = json.loads((folder / "last.json").read_text())
 
     assert (last["epoch"], last["phase"], last["phase_index"]) == (2, "fine-tune", 1)
-    assert sorted(p.name for p in folder.glob("epoch-*")) == [
-        "epoch-0002.optimizer.npz",
-        "epoch-0002.variables.npz",
-    ]
-    assert (folder / "initial.npz").is_file()
+    assert last["keep"] == [last["early_stopping"]["file"]]
+    assert sorted(p.name for p in folder.glob("*.npz")) == sorted(
+        [last["file"], *last["keep"], "initial.npz"]
+    )
     assert "run completed after 2 epochs" in RunFiles(trained_run).log.read_text()
+
+
+def test_model_keras_is_the_float32_inference_graph(trained_run: Path) -> None:
+    import keras
+
+    model = keras.saving.load_model(RunFiles(trained_run).model, compile=False)
+
+    assert "augmentation" not in [layer.name for layer in model.layers]  # trained with flips
+    assert {v.dtype for v in model.variables if "float" in v.dtype} == {"float32"}
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert getattr(model, "optimizer", None) is None
 
 
 # --- stop, kill, resume ------------------------------------------------------------------
@@ -339,3 +351,83 @@ def test_the_worker_trains_with_mirrored_strategy_over_two_logical_cpus(
     status = read_status(files.root)
     assert status is not None and (status.state, status.epoch) == ("completed", 1)
     assert_each_epoch_once(files.root, 1)
+
+
+# --- one writer per run ------------------------------------------------------------------
+
+
+def test_train_run_refuses_a_run_another_process_is_writing(tmp_path: Path) -> None:
+    files = prepare_run(tmp_path / "run", tiny_config("0123456789ab"))
+    before = files.status.read_bytes()
+
+    with FolderLock(files.root), pytest.raises(JobError, match="Another process is training"):
+        train_run(files.root)
+
+    assert files.status.read_bytes() == before
+
+
+def test_the_worker_refuses_a_second_writer_and_touches_nothing(tl_home: Path) -> None:
+    run_id = new_run_id()
+    files = prepare_run(run_path(run_id), tiny_config("0123456789ab"), run_id=run_id)
+    before = files.status.read_bytes()
+
+    with FolderLock(files.root):
+        result = run_tl_core("worker", run_id, home=tl_home, timeout=120)
+
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Another process is training")
+    assert files.status.read_bytes() == before
+    assert not files.metrics.exists() and not files.log.exists()
+
+
+# --- the best epoch ----------------------------------------------------------------------
+
+
+def scripted_validation(
+    monkeypatch: pytest.MonkeyPatch, results: list[tuple[float, float]]
+) -> None:
+    """Make validation report `results[epoch]` as ``(val_accuracy, val_loss)``."""
+    from tl_core.engine.callbacks import Validation
+
+    def on_epoch_end(self: Validation, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None and not self.progress.epoch_incomplete:
+            logs["val_accuracy"], logs["val_loss"] = results[epoch]
+
+    monkeypatch.setattr(Validation, "on_epoch_end", on_epoch_end)
+
+
+def test_a_run_whose_last_epoch_is_not_the_best_saves_and_checkpoints_the_best(
+    easy_dataset: DatasetReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keras
+    import numpy as np
+
+    scripted_validation(monkeypatch, [(0.9, 0.8), (0.5, 0.3)])  # epoch 2: lower loss, worse
+    config = tiny_config(
+        easy_dataset.dataset_id,
+        backbone="vgg16",
+        freeze="fine-tune",
+        unfreeze_last=1,
+        epochs=2,
+        augmentation=("flip",),
+        mixed_precision=True,
+    )
+    files = prepare_run(tmp_path / "run", config)
+
+    status = train_run(files.root)
+
+    assert status.state == "completed", status.error
+    assert best_epoch(epoch_lines(files.root))["epoch"] == 1
+    last = json.loads((files.checkpoints / "last.json").read_text())
+    assert (last["epoch"], last["phase_done"], last["keep"]) == (2, True, ["best-epoch-0001.npz"])
+    with np.load(files.checkpoints / "best-epoch-0001.npz") as best:
+        best_head = best["model:head/kernel"]
+    with np.load(files.checkpoints / last["file"]) as committed:
+        np.testing.assert_array_equal(committed["model:head/kernel"], best_head)
+    model = keras.saving.load_model(files.model, compile=False)
+    np.testing.assert_array_equal(model.get_layer("head").get_weights()[0], best_head)
+    assert "augmentation" not in [layer.name for layer in model.layers]
+    device = run_json(files.root)["device"]
+    assert device["mixed_precision"] is False  # no GPU here: float32, and run.json says why
+    assert "float32 instead" in device["mixed_precision_note"]
+    assert "float32 instead" in files.log.read_text()

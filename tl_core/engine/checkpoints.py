@@ -1,0 +1,297 @@
+"""Checkpoints a killed worker can always resume from, with variables matched by object.
+
+A checkpoint is one ``.npz`` holding the model's variables and the optimizer's, each
+stored under an *object key*: the path of layer names from the model down to the
+variable (``mobilenet_v2/block_1_expand/kernel``, ``head/bias``). Layers Keras named
+itself (``random_flip_3``: numbered per process) are keyed by their class and their
+place among their siblings instead (``augmentation/random_flip``), so the same
+architecture built in another process, or after other models, gets the same keys. An
+optimizer slot is keyed by the variable it follows (``head/kernel:momentum``).
+Restoring goes key by key: a different order of variables restores the right values,
+and a different model is refused with a `JobError`.
+
+The commit protocol (``checkpoints/``)::
+
+    epoch-0004.007.npz     written first, under a name never used before (serial 7)
+    last.json              then replaced atomically: the commit pointer
+    epoch-0003.006.npz     then deleted, with anything else the pointer no longer names
+
+A file the committed pointer names is never overwritten, so a process killed at any
+moment leaves a checkpoint that is whole and consistent. The pointer also records the
+Keras and TensorFlow versions: resuming under other versions is refused (`check_versions`).
+
+Example:
+    >>> commit_checkpoint(files, model, {"epoch": 4, "phase_index": 0})  # doctest: +SKIP
+    >>> load_variables(model, files.checkpoints / read_last_checkpoint(files)["file"])
+    ... # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from tl_core.errors import JobError
+from tl_core.fsutil import atomic_write
+from tl_core.jobs.runs import RunFiles, read_json, write_json_atomic
+
+__all__ = [
+    "check_versions",
+    "commit_checkpoint",
+    "framework_versions",
+    "load_optimizer",
+    "load_variables",
+    "optimizer_keys",
+    "read_last_checkpoint",
+    "save_variables",
+    "variable_keys",
+]
+
+POINTER = "last.json"
+_MODEL = "model:"
+_OPTIMIZER = "optimizer:"
+#: Files the commit protocol owns (and deletes once no pointer names them).
+_OWNED = re.compile(r"^(epoch-\d{4}\.\d{3,}|best-epoch-\d{4})\.npz$")
+
+
+def _snake_case(name: str) -> str:
+    """Keras's rule for naming a layer after its class: ``RandomFlip`` → ``random_flip``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _layer_key(layer: keras.layers.Layer, seen: Counter[str]) -> str:
+    """A layer's key among its siblings: its name, unless Keras made the name up."""
+    base = _snake_case(type(layer).__name__)
+    if not re.fullmatch(rf"{re.escape(base)}(_\d+)?", layer.name):
+        return layer.name
+    seen[base] += 1
+    return base if seen[base] == 1 else f"{base}_{seen[base] - 1}"
+
+
+def _unique(key: str, keys: dict[str, keras.Variable]) -> str:
+    """`key`, or ``key#n`` when a sibling already took it."""
+    n, candidate = 1, key
+    while candidate in keys:
+        candidate, n = f"{key}#{n}", n + 1
+    return candidate
+
+
+def variable_keys(model: keras.Model) -> dict[str, keras.Variable]:
+    """Map each variable of `model` (weights, BatchNorm statistics, random-generator
+    state) to its object key.
+
+    Example:
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> list(variable_keys(model))
+        ['dense/kernel', 'dense/bias']
+    """
+    keys: dict[str, keras.Variable] = {}
+
+    def visit(layer: keras.layers.Layer, prefix: str) -> None:
+        if isinstance(layer, keras.Model):
+            seen: Counter[str] = Counter()
+            for sublayer in layer.layers:
+                visit(sublayer, f"{prefix}{_layer_key(sublayer, seen)}/")
+            return
+        for variable in layer.variables:
+            keys[_unique(prefix + variable.name, keys)] = variable
+
+    visit(model, "")
+    return keys
+
+
+def optimizer_keys(optimizer: keras.optimizers.Optimizer, model: keras.Model) -> dict[str, Any]:
+    """Map each optimizer variable to a key: ``<model variable key>:<slot>`` for the slots
+    Keras names after a model variable (``<variable path with _>_<slot>``), the plain
+    name for the others (``iteration``, ``learning_rate``).
+
+    Example:
+        >>> model.compile(optimizer="adam")  # doctest: +SKIP
+        >>> model.optimizer.build(model.trainable_variables)  # doctest: +SKIP
+        >>> list(optimizer_keys(model.optimizer, model))[:3]  # doctest: +SKIP
+        ['iteration', 'learning_rate', 'dense/kernel:momentum']
+    """
+    owners = {v.path.replace("/", "_"): key for key, v in variable_keys(model).items()}
+    keys: dict[str, keras.Variable] = {}
+    for variable in optimizer.variables:
+        name = variable.name
+        owner = max((o for o in owners if name.startswith(o + "_")), key=len, default=None)
+        key = f"{owners[owner]}:{name[len(owner) + 1 :]}" if owner else name
+        keys[_unique(key, keys)] = variable
+    return keys
+
+
+def _arrays(keys: dict[str, Any], prefix: str) -> dict[str, np.ndarray]:
+    return {prefix + key: keras.ops.convert_to_numpy(v) for key, v in keys.items()}
+
+
+def save_variables(
+    model: keras.Model, path: Path, optimizer: keras.optimizers.Optimizer | None = None
+) -> None:
+    """Write the variables of `model` (and of `optimizer`, when given) into one ``.npz``
+    keyed by object, atomically.
+
+    One file of plain arrays: much faster than ``save_weights``, which writes one HDF5
+    dataset per weight; the random-generator state is a variable too, so a resumed run
+    draws the dropout masks an uninterrupted one would.
+
+    Example:
+        >>> save_variables(model, folder / "best-epoch-0003.npz")  # doctest: +SKIP
+    """
+    arrays = _arrays(variable_keys(model), _MODEL)
+    if optimizer is not None:
+        arrays |= _arrays(optimizer_keys(optimizer, model), _OPTIMIZER)
+    atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def _assign(keys: dict[str, Any], saved: Any, prefix: str, what: str, path: Path) -> None:
+    stored = {name[len(prefix) :] for name in saved.files if name.startswith(prefix)}
+    missing, extra = sorted(set(keys) - stored), sorted(stored - set(keys))
+    wrong = sorted(
+        key for key in set(keys) & stored if saved[prefix + key].shape != tuple(keys[key].shape)
+    )
+    if missing or extra or wrong:
+        detail = "; ".join(
+            f"{label}: {', '.join(names[:3])}{' …' if len(names) > 3 else ''}"
+            for label, names in (
+                ("not in the file", missing),
+                ("not in this model", extra),
+                ("other shapes", wrong),
+            )
+            if names
+        )
+        raise JobError(
+            f"The checkpoint {path.name} holds the {what} of a different model ({detail}). "
+            "The run folder was changed or its settings do not build the same model; "
+            "start a new run."
+        )
+    for key, variable in keys.items():
+        variable.assign(saved[prefix + key])
+
+
+def load_variables(model: keras.Model, path: Path) -> None:
+    """Assign the variables `save_variables` wrote back into `model`, key by key.
+
+    Raises:
+        JobError: the file belongs to a different model (keys or shapes differ).
+
+    Example:
+        >>> load_variables(model, folder / "best-epoch-0003.npz")  # doctest: +SKIP
+    """
+    with np.load(path) as saved:
+        _assign(variable_keys(model), saved, _MODEL, "variables", path)
+
+
+def load_optimizer(optimizer: keras.optimizers.Optimizer, model: keras.Model, path: Path) -> None:
+    """Assign the optimizer state `save_variables` wrote back into `optimizer`, key by key.
+
+    `model` is the one whose variables were saved with it (it names the slots). Build the
+    optimizer first (``optimizer.build(fitted_model.trainable_variables)``): an unbuilt
+    one has no slots to receive the state.
+
+    Raises:
+        JobError: the state belongs to a different model or optimizer.
+
+    Example:
+        >>> load_optimizer(fit_model.optimizer, classifier.model, path)  # doctest: +SKIP
+    """
+    with np.load(path) as saved:
+        _assign(optimizer_keys(optimizer, model), saved, _OPTIMIZER, "optimizer state", path)
+
+
+def framework_versions() -> dict[str, str]:
+    """The versions a checkpoint depends on: variable layout and random streams change
+    with them."""
+    import tensorflow as tf
+
+    return {"keras": keras.__version__, "tensorflow": tf.__version__}
+
+
+def check_versions(record: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume from a checkpoint written under other Keras/TensorFlow versions.
+
+    Raises:
+        JobError: the versions differ, or the checkpoint records none.
+
+    Example:
+        >>> check_versions(read_last_checkpoint(files), files.root)  # doctest: +SKIP
+    """
+    recorded, current = record.get("versions"), framework_versions()
+    if recorded == current:
+        return
+    written = (
+        ", ".join(f"{k} {v}" for k, v in sorted(recorded.items()))
+        if isinstance(recorded, dict)
+        else "unrecorded versions"
+    )
+    running = ", ".join(f"{k} {v}" for k, v in sorted(current.items()))
+    raise JobError(
+        f"The checkpoint of {run_dir} was written with {written}; this worker runs "
+        f"{running}. Resuming across versions is refused: the variables and random streams "
+        "may not mean the same, so the run would not continue where it stopped. Start a new "
+        "run, or resume with the versions recorded in its run.json."
+    )
+
+
+def read_last_checkpoint(files: RunFiles) -> dict[str, Any] | None:
+    """Return the committed pointer ``checkpoints/last.json``; ``None`` before the first
+    commit.
+
+    Example:
+        >>> read_last_checkpoint(files)["epoch"]  # doctest: +SKIP
+        4
+    """
+    record = read_json(files.checkpoints / POINTER)
+    return record if isinstance(record, dict) else None
+
+
+def commit_checkpoint(
+    files: RunFiles,
+    model: keras.Model,
+    record: dict[str, Any],
+    *,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    keep: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Write a checkpoint of `model` (and `optimizer`) and commit it; return the pointer.
+
+    Args:
+        files: the run's files.
+        model: whose variables to save.
+        record: what the pointer says besides the file: ``epoch`` (1-based, required),
+            phase, counters.
+        optimizer: whose state to save (default ``None``: none).
+        keep: other files in ``checkpoints/`` the pointer refers to (the best weights);
+            every other checkpoint file is deleted after the commit.
+
+    Example:
+        >>> commit_checkpoint(files, model, {"epoch": 4}, optimizer=model.optimizer)
+        ... # doctest: +SKIP
+    """
+    folder = files.checkpoints
+    folder.mkdir(parents=True, exist_ok=True)
+    serial = int((read_last_checkpoint(files) or {}).get("serial", 0)) + 1
+    name = f"epoch-{int(record['epoch']):04d}.{serial:03d}.npz"
+    save_variables(model, folder / name, optimizer)
+    pointer = record | {
+        "file": name,
+        "keep": list(keep),
+        "serial": serial,
+        "versions": framework_versions(),
+        "time": time.time(),
+    }
+    write_json_atomic(folder / POINTER, pointer)
+    for path in folder.iterdir():
+        if _OWNED.match(path.name) and path.name not in {name, *keep}:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return pointer
