@@ -7,8 +7,9 @@ runs/<run_id>/run.json          config, classes, blocks, params, device, version
               drift.json        {block: relative L2 change since the start} (latest epoch)
               drift_history.jsonl  one line per epoch: {"epoch", "phase", "drift": {…}}
               model.keras       the trained classifier (raw RGB 0–255 in, probabilities out)
-              checkpoints/      epoch-NNNN.variables.npz, epoch-NNNN.optimizer.npz, last.json,
-                                initial.npz (drift origin), best.variables.npz (early stopping)
+              checkpoints/      epoch-NNNN.SSS.npz (variables and optimizer state, by object),
+                                last.json (the commit pointer), initial.npz (drift origin),
+                                best-epoch-NNNN.npz (the best epoch's variables)
               tensorboard/      TensorBoard logs
               log.txt           the worker's log
               STOP              present when a stop was requested
