@@ -1,10 +1,12 @@
 """The training queue as the web server sees it: one scheduler per server process.
 
-The scheduler (`tl_core.jobs.queue.Scheduler`) ticks in a background thread: it starts queued
-runs in worker subprocesses and settles the ones that ended. Pages never train; they
-call `tl_core.jobs.queue` (``submit``, ``request_stop``, ``resume``) and read run files. A
-second server on the same ``TL_HOME`` gets a passive scheduler that takes over when the
-first one goes (the lock in ``TL_HOME/scheduler.lock``).
+The scheduler (`tl_core.jobs.scheduler.Scheduler`) ticks in a background thread: it starts
+queued runs in worker subprocesses and settles the ones that ended. Its first tick, when the
+server starts, re-attaches the runs whose worker outlived the previous server and removes
+what killed writers left half written (`tl_core.workspace.clean_staging`). Pages never
+train; they call `tl_core.jobs.queue` (``submit``, ``request_stop``, ``resume``) and read run
+files. A second server on the same ``TL_HOME`` gets a passive scheduler that takes over when
+the first one goes (the lock in ``TL_HOME/scheduler.lock``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from tl_core.jobs.queue import list_jobs
-from tl_core.jobs.runs import FINAL_STATES, read_status, run_path
+from tl_core.jobs.queue import list_jobs, shown_state, writer_alive
+from tl_core.jobs.runs import read_status, run_path
 from tl_core.jobs.scheduler import Scheduler
 
 #: Seconds between scheduler ticks: how soon a queued run starts and an ended one settles.
@@ -59,8 +61,12 @@ def queue_summary() -> QueueSummary:
     jobs = list_jobs()
     training = sum(
         job.state == "running"
-        and (status := read_status(run_path(job.run_id))) is not None
-        and status.state not in FINAL_STATES
+        and shown_state(
+            job.state,
+            read_status(root := run_path(job.run_id)),
+            writing=writer_alive(root),
+        )
+        == "running"
         for job in jobs
     )
     return QueueSummary(running=training, queued=sum(job.state == "queued" for job in jobs))

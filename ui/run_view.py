@@ -12,6 +12,8 @@ earlier runs on its dataset are drawn faintly behind its curves ("ghosts",
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,15 @@ import streamlit as st
 from tl_core import JobError, TLError, tl_home
 from tl_core.analysis.compare import ghost_curves
 from tl_core.jobs.progress import describe_duration, training_progress
-from tl_core.jobs.queue import get, list_jobs, queue_position, request_stop, resume
+from tl_core.jobs.queue import (
+    get,
+    list_jobs,
+    queue_position,
+    request_stop,
+    resume,
+    shown_state,
+    writer_alive,
+)
 from tl_core.jobs.runs import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -34,6 +44,7 @@ from tl_core.jobs.runs import (
     run_path,
     summarize_run,
 )
+from tl_core.jobs.scheduler import REATTACHED_NOTE
 from tl_core.viz.markdown import escape_markdown
 from tl_core.viz.plots import training_curves_figure
 from ui import state
@@ -118,32 +129,51 @@ def render_run(run_id: str, *, ghosts: bool = False) -> None:
     """
     summarize_run(run_id)  # raises for an id that names no run
     states = _states(run_id)
-    poll = POLL_SECONDS if ACTIVE_STATES.intersection(filter(None, states)) else None
-    st.fragment(_live_run, run_every=poll)(run_id, states, ghosts)
+    active = states.shown in ACTIVE_STATES or states.job in ACTIVE_STATES or states.writing
+    st.fragment(_live_run, run_every=POLL_SECONDS if active else None)(run_id, states, ghosts)
 
 
-def _states(run_id: str) -> tuple[str, str | None]:
-    """The run's state in its ``status.json`` and in the queue (``None``: not a queued job).
+@dataclass(frozen=True)
+class _States:
+    """What decides how a run is drawn; a change makes the page redraw whole.
+
+    ``shown``: the state to show (`tl_core.jobs.queue.shown_state`); ``job`` and ``note``:
+    the queue's state and note (``None``: not a queued job); ``writing``: a worker holds the
+    run's writer lock.
+    """
+
+    shown: str
+    job: str | None
+    note: str | None
+    writing: bool
+
+
+def _states(run_id: str) -> _States:
+    """Read the run's states from its ``status.json``, its writer lock and the queue.
 
     The worker writes its final state a moment before the scheduler settles the job, so
-    both are watched: the buttons follow the queue, the rest follows the run's files.
+    both are watched: the buttons follow the queue and the lock, the rest follows the
+    run's files.
     """
-    status = read_status(run_path(run_id)) or RunStatus()
+    root = run_path(run_id)
+    status = read_status(root)
+    writing = writer_alive(root)
     try:
-        return status.state, get(run_id).state
+        job = get(run_id)
     except JobError:
-        return status.state, None
+        job = None
+    job_state, note = (job.state, job.note) if job is not None else (None, None)
+    return _States(shown_state(job_state, status, writing=writing), job_state, note, writing)
 
 
-def _live_run(run_id: str, drawn: tuple[str, str | None], with_ghosts: bool) -> None:
+def _live_run(run_id: str, drawn: _States, with_ghosts: bool) -> None:
     """The fragment's body: redrawn from disk on every tick (cheap for a finished run)."""
     with user_errors():
         if _states(run_id) != drawn:
             # Queued → running → final: the buttons, the polling and the sidebar change.
             st.rerun()
         epochs, last_batch = _follower(run_id, str(tl_home())).read()
-        summary = summarize_run(run_id, epochs=epochs)
-        job_state = drawn[1] or summary.state
+        summary = dataclasses.replace(summarize_run(run_id, epochs=epochs), state=drawn.shown)
         root = run_path(run_id)
         name_col, state_col, action_col = st.columns([6, 1, 1.5], vertical_alignment="center")
         name_col.markdown(f"**Run {summary.run_id}** · {escape_markdown(describe_model(summary))}")
@@ -152,10 +182,11 @@ def _live_run(run_id: str, drawn: tuple[str, str | None], with_ghosts: bool) -> 
         with action_col:
             _render_action(
                 run_id,
-                job_state,
+                drawn,
                 stopping=RunFiles(root).stop_flag.exists(),
                 finishing=summary.state in FINAL_STATES,
             )
+        _render_writer_facts(drawn)
         if summary.state == "queued":
             _render_queue(run_id)
         elif summary.state == "running":
@@ -217,14 +248,16 @@ def _curves(
     return training_curves_figure(_epochs, total_epochs, ghosts=_ghosts)
 
 
-def _render_action(run_id: str, run_state: str, *, stopping: bool, finishing: bool) -> None:
-    """Stop for a queued or running run, Resume for a stopped or interrupted one (as the
-    queue says, since it is the queue that acts on them).
+def _render_action(run_id: str, states: _States, *, stopping: bool, finishing: bool) -> None:
+    """Stop for a queued or running run, or one a worker still writes; Resume for a stopped
+    or interrupted one that no worker writes (as the queue and the lock say, since it is
+    the queue that acts on them, and a second writer is never started).
 
     `finishing`: the worker has written its final state and its process is ending (the
     queue settles the job a few seconds later); `stopping`: a stop was asked for.
     """
-    if run_state in ACTIVE_STATES:
+    run_state = states.job or states.shown
+    if run_state in ACTIVE_STATES or states.writing:
         label = "Finishing…" if finishing else "Stopping…" if stopping else "Stop"
         clicked = st.button(
             label,
@@ -248,6 +281,26 @@ def _render_action(run_id: str, run_state: str, *, stopping: bool, finishing: bo
         with user_errors():
             resume(run_id)
             st.rerun()
+
+
+def _render_writer_facts(states: _States) -> None:
+    """Say why a run looks unusual: a worker the queue did not start still writes it (a
+    second one is refused), or its worker outlived a server restart and was re-attached."""
+    if states.writing and states.job not in ACTIVE_STATES and states.job is not None:
+        st.info(
+            "A worker process from before a server restart (or a command-line run) is "
+            "still training this run, so it cannot be resumed now: a second worker would "
+            "overwrite its checkpoints. Wait for it or stop it; Resume comes back when it ends.",
+            icon=":material/lock:",
+        )
+    elif states.job == "queued" and states.writing:
+        st.info(
+            "Waiting: a worker process from before is still writing this run. It starts "
+            "when that process ends; wait for it or stop it.",
+            icon=":material/lock:",
+        )
+    elif states.job == "running" and states.note == REATTACHED_NOTE:
+        st.caption("Re-attached after a server restart: the run's worker kept training meanwhile.")
 
 
 def describe_model(summary: RunSummary) -> str:

@@ -1,9 +1,9 @@
 """The runs list: every run on this server in a table, and a picker that opens one.
 
 Runs are read from their directories (`tl_core.jobs.runs.list_runs`), so they outlive restarts
-of the app; the queue (`tl_core.jobs.queue`) says whether a run is queued or running, since the
-scheduler acts on it before the run's own files say so, until the worker has written its
-final state.
+of the app. The state shown follows `tl_core.jobs.queue.shown_state`: the queue says whether a
+run is queued or claimed, and once a worker holds the run's writer lock, the run's own
+``status.json`` says how it goes and how it ended.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from tl_core.jobs.progress import describe_duration
-from tl_core.jobs.queue import list_jobs
-from tl_core.jobs.runs import FINAL_STATES, RunSummary, list_runs
+from tl_core.jobs.queue import list_jobs, shown_state, writer_alive
+from tl_core.jobs.runs import RunStatus, RunSummary, list_runs, run_path
 from ui import state
 
 #: Widget key of the run picker.
@@ -35,17 +35,23 @@ _STATE_ICONS = {
 
 
 def load_runs() -> list[RunSummary]:
-    """Every run on disk, newest first, with the queue's state where it has the job.
+    """Every run on disk, newest first, in the state `tl_core.jobs.queue.shown_state` gives.
 
     The run's own final state wins: a worker writes it just before its process ends,
-    a few seconds before the scheduler settles the job. Raises `JobError` when the queue
-    cannot be read.
+    a few seconds before the scheduler settles the job; and a run a worker still writes
+    shows as running, whatever the queue says. Raises `JobError` when the queue cannot be
+    read.
     """
     jobs = {job.run_id: job.state for job in list_jobs()}
     return [
-        dataclasses.replace(run, state=jobs[run.run_id])
-        if run.run_id in jobs and run.state not in FINAL_STATES
-        else run
+        dataclasses.replace(
+            run,
+            state=shown_state(
+                jobs.get(run.run_id),
+                RunStatus(state=run.state),
+                writing=writer_alive(run_path(run.run_id)),
+            ),
+        )
         for run in list_runs()
     ]
 

@@ -15,7 +15,9 @@ from tests.app.run_support import (
 )
 from tests.app.wizard_support import assert_no_exception, offline_app
 from tl_core.config import RunConfig
+from tl_core.fsutil import FolderLock
 from tl_core.jobs.queue import get, submit
+from tl_core.jobs.runs import RunStatus, run_path, write_status
 from tl_core.jobs.scheduler import Scheduler
 from ui import runs_view, state
 
@@ -138,3 +140,63 @@ def test_the_queue_state_shows_until_the_worker_writes_its_final_one(
     assert get(started).state == "running"
     assert states[started].endswith("stopped")
     assert states[waiting].endswith("queued")
+
+
+def test_a_run_a_worker_still_writes_offers_stop_not_resume_and_says_why(
+    app: AppTest, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    scheduler, runner = queue
+    run_id = submit(RunConfig(dataset_id="0123456789ab", weights="none"))
+    scheduler.tick()
+    runner.end(run_id)
+    scheduler.tick()
+    assert get(run_id).state == "interrupted"
+
+    root = run_path(run_id)
+    with FolderLock(root):  # its worker was alive after all (a lost worker), and writes
+        write_status(root, RunStatus(state="running", pid=4242, epoch=1, total_epochs=10))
+        _open(app, run_id)
+
+        assert_no_exception(app)
+        labels = [button.label for button in app.button]
+        assert "Resume" not in labels and "Stop" in labels
+        (info,) = [text for text in texts(app, "info") if "still training this run" in text]
+        assert "Wait for it or stop it" in info
+        assert "/" not in info.replace("Wait for it or stop it", "")
+        assert [value.split()[-1] for value in app.dataframe[0].value["State"]] == ["running"]
+
+
+def test_a_resume_clicked_after_a_worker_took_the_run_starts_nothing_and_says_why(
+    app: AppTest, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    scheduler, runner = queue
+    run_id = submit(RunConfig(dataset_id="0123456789ab", weights="none"))
+    scheduler.tick()
+    runner.end(run_id)
+    scheduler.tick()
+    _open(app, run_id)
+    resume_button = next(button for button in app.button if button.label == "Resume")
+
+    with FolderLock(run_path(run_id)):  # a worker took the run between drawing and the click
+        resume_button.click().run()
+
+    assert_no_exception(app)
+    assert any("Wait for it or stop it" in info for info in texts(app, "info"))
+    assert get(run_id).state == "interrupted"
+
+
+def test_a_run_re_attached_after_a_restart_says_so(
+    app: AppTest, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    scheduler, _ = queue
+    run_id = submit(RunConfig(dataset_id="0123456789ab", weights="none"))
+    scheduler.tick()
+    scheduler.stop()  # the server restarts; the worker lives on
+    restarted = Scheduler(scheduler.home, runner=scheduler.runner, slots=1)
+    restarted.tick()
+    restarted.stop()
+
+    _open(app, run_id)
+
+    assert_no_exception(app)
+    assert any("Re-attached after a server restart" in text for text in texts(app, "caption"))

@@ -68,6 +68,7 @@ from tl_core.workspace import clean_staging
 
 __all__ = [
     "CLAIM_GRACE_S",
+    "REATTACHED_NOTE",
     "SLOTS_ENV",
     "JobEvent",
     "LocalProcessRunner",
@@ -89,7 +90,8 @@ _INTERRUPTED = (
     "machine restarted). Resume the run to continue from its last checkpoint; the worker's "
     "output is in the run's log.txt."
 )
-_REATTACHED = "re-attached after a server restart: its worker kept training"
+#: The note of a running job whose worker outlived the scheduler that started it.
+REATTACHED_NOTE = "re-attached after a server restart: its worker kept training"
 _REQUEUED = "queued again: the server stopped after picking this run and before starting its worker"
 _WAITING_FOR_WRITER = (
     "waiting: a worker process from before is still writing this run; it starts when that "
@@ -433,8 +435,8 @@ class Scheduler:
             pid = status.pid if status is not None else None
             if pid is not None:
                 fields = {"pid": pid, "pid_start": process_start_time(pid)}
-        if job.note != _REATTACHED or fields:
-            _update(self.home, job.run_id, note=_REATTACHED, **fields)
+        if job.note != REATTACHED_NOTE or fields:
+            _update(self.home, job.run_id, note=REATTACHED_NOTE, **fields)
 
     def _requeue_claim(self, job: Job, root: Path) -> None:
         """Put a claim whose worker never started back in the queue, at its old place."""
