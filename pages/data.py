@@ -29,6 +29,7 @@ with upload_col.container(border=True, height="stretch"):
         state.set_handled_upload(upload.file_id)
         with user_errors():
             datasets.choose_upload(upload)
+    ingest_slot = st.container()
 
 with stored_col.container(border=True, height="stretch"):
     st.markdown(":material/inventory_2: **Or pick a stored dataset**")
@@ -36,9 +37,12 @@ with stored_col.container(border=True, height="stretch"):
     if state.dataset_id() is None:
         with user_errors():
             datasets.choose_sample()
-    # Drawn last so that it shows what the upload or the sample just chose.
-    with picker_slot, user_errors():
-        dataset_view.pick_stored_dataset(list_datasets())
+# After both starts, so that the sample's ingest is followed from its first run.
+with ingest_slot, user_errors():
+    datasets.follow_ingest()
+# Drawn last so that it shows what the upload, the sample or a finished ingest chose.
+with picker_slot, user_errors():
+    dataset_view.pick_stored_dataset(list_datasets())
 
 report = None
 with user_errors():

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.conftest import APP
 from tl_core import DatasetReport, ingest_archive
+from tl_core.data import ingest_job
+from tl_core.data.ingest_job import IngestState, IngestTicket, ingest_state
 from ui import datasets, state
 
 ImageZip = Callable[..., bytes]
+
+#: Seconds an ingest of a test zip may take in its background process.
+INGEST_TIMEOUT_S = 60.0
+#: Images in a zip whose ingest surely outlasts one run of the page (about 2 s here).
+SLOW_ZIP = {"cat": 1500, "dog": 1500}
 
 
 def _plain(markdown: str) -> str:
@@ -20,9 +31,48 @@ def _plain(markdown: str) -> str:
     return markdown.replace("\\", "")
 
 
-def _upload(app: AppTest, name: str, content: bytes) -> AppTest:
+def _pending(app: AppTest) -> IngestTicket | None:
+    """The ingest the session waits for, if any."""
+    if datasets.PENDING_INGEST not in app.session_state:
+        return None
+    return app.session_state[datasets.PENDING_INGEST]
+
+
+def _reading(app: AppTest) -> tuple[IngestTicket, int]:
+    """The ingest the session waits for, which must be running: its ticket and pid."""
+    ticket = _pending(app)
+    assert ticket is not None, "the page is not waiting for an ingest"
+    reading = ingest_state(ticket)
+    assert reading.state == "running", "the page waited for the ingest to finish"
+    assert reading.pid is not None
+    return ticket, reading.pid
+
+
+def _settle(app: AppTest) -> AppTest:
+    """Run the page until the ingest it waits for has ended, as its polling fragment would."""
+    deadline = time.monotonic() + INGEST_TIMEOUT_S
+    while _pending(app) is not None:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the ingest did not end within {INGEST_TIMEOUT_S} s")
+        time.sleep(0.05)
+        app.run()
+    return app
+
+
+def _start_upload(app: AppTest, name: str, content: bytes) -> AppTest:
+    """Upload a zip; the page returns while its ingest runs."""
     app.file_uploader(key=state.UPLOADER).upload(name, content, "application/zip")
     return app.run()
+
+
+def _upload(app: AppTest, name: str, content: bytes) -> AppTest:
+    """Upload a zip and wait until its ingest has ended."""
+    return _settle(_start_upload(app, name, content))
+
+
+def _arrive(app: AppTest) -> AppTest:
+    """A first visit: the page starts reading the sample; wait until it is stored."""
+    return _settle(app.run())
 
 
 def _shown_dataset(app: AppTest) -> str:
@@ -41,7 +91,7 @@ def sample(tmp_path: Path) -> DatasetReport:
 
 
 def test_first_visit_shows_the_sample_report(app: AppTest, sample: DatasetReport) -> None:
-    app.run()
+    _arrive(app)
 
     _assert_no_exception(app)
     assert _shown_dataset(app) == datasets.SAMPLE_ARCHIVE.name
@@ -58,7 +108,7 @@ def test_first_visit_shows_the_sample_report(app: AppTest, sample: DatasetReport
 def test_the_sidebar_names_the_dataset_and_marks_the_data_step_done(
     app: AppTest, sample: DatasetReport
 ) -> None:
-    app.run()
+    _arrive(app)
 
     sidebar = " ".join(_plain(m.value) for m in app.sidebar.markdown)
     assert datasets.SAMPLE_ARCHIVE.name in sidebar
@@ -67,10 +117,10 @@ def test_the_sidebar_names_the_dataset_and_marks_the_data_step_done(
 
 
 def test_uploading_a_zip_shows_its_report_and_remembers_it(
-    app: AppTest, image_zip: ImageZip, tmp_path: Path
+    app: AppTest, image_zip: ImageZip, app_home: Path
 ) -> None:
     content = image_zip({"cat": 12, "dog": 9})
-    app.run()
+    _arrive(app)
 
     _upload(app, "pets.zip", content)
 
@@ -80,25 +130,101 @@ def test_uploading_a_zip_shows_its_report_and_remembers_it(
     dataset_id = app.session_state[state.DATASET_ID]
     assert app.query_params[state.DATASET_PARAM] == dataset_id
     assert app.selectbox(key=state.DATASET_PICKER).value == dataset_id
-    assert not list((tmp_path / "tmp").glob("tl-upload-*")), "the upload copy was not deleted"
+    leftovers = list((app_home / ingest_job.INGESTS_DIR).rglob("*.zip"))
+    assert not leftovers, "the upload's copy was not deleted"
 
 
 def test_an_upload_is_ingested_once_however_often_the_page_reruns(
     app: AppTest, image_zip: ImageZip, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
+    start = datasets.start_ingest
 
-    def counting_ingest(path: Path, **kwargs: object) -> DatasetReport:
+    def counting_start(path: Path, **kwargs: object) -> IngestTicket:
         calls.append(str(kwargs["source_name"]))
-        return ingest_archive(path, **kwargs)  # type: ignore[arg-type]
+        return start(path, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(datasets, "ingest_archive", counting_ingest)
-    app.run()
+    monkeypatch.setattr(datasets, "start_ingest", counting_start)
+    _arrive(app)
     _upload(app, "pets.zip", image_zip({"cat": 12, "dog": 12}))
     app.run()
     app.run()
 
     assert calls.count("pets.zip") == 1
+    assert _shown_dataset(app) == "pets.zip"
+
+
+def test_an_upload_is_read_in_the_background_with_its_progress_shown(
+    app: AppTest, image_zip: ImageZip
+) -> None:
+    _arrive(app)
+    before = app.session_state[state.DATASET_ID]
+
+    _start_upload(app, "big.zip", image_zip(SLOW_ZIP))
+
+    _assert_no_exception(app)
+    _, pid = _reading(app)
+    assert pid != os.getpid()
+    (bar,) = app.get("progress")
+    assert _plain(bar.proto.text).startswith("Reading big.zip: ")
+    assert app.session_state[state.DATASET_ID] == before
+    assert _shown_dataset(app) == datasets.SAMPLE_ARCHIVE.name
+
+    _settle(app)
+
+    assert _shown_dataset(app) == "big.zip"
+    assert not app.get("progress")
+
+
+def test_two_sessions_uploading_the_same_zip_share_one_ingest(
+    app: AppTest, image_zip: ImageZip, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = AppTest.from_file(str(APP), default_timeout=60)
+    _arrive(app)
+    _arrive(other)
+    started: list[list[str]] = []
+    spawn = ingest_job.spawn_detached
+
+    def counting_spawn(argv: list[str], **kwargs: object) -> object:
+        started.append(argv)
+        return spawn(argv, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_job, "spawn_detached", counting_spawn)
+    content = image_zip(SLOW_ZIP)
+
+    _start_upload(app, "pets.zip", content)
+    _start_upload(other, "same pets.zip", content)
+    _settle(app)
+    _settle(other)
+
+    assert len(started) == 1
+    assert app.session_state[state.DATASET_ID] == other.session_state[state.DATASET_ID]
+    assert _shown_dataset(other) == "pets.zip", "the first upload's name is kept"
+
+
+def test_a_killed_ingest_says_so_and_try_again_reads_the_upload_again(
+    app: AppTest, image_zip: ImageZip
+) -> None:
+    _arrive(app)
+    before = app.session_state[state.DATASET_ID]
+    _start_upload(app, "pets.zip", image_zip(SLOW_ZIP))
+    ticket, pid = _reading(app)
+
+    os.kill(pid, signal.SIGKILL)
+    _settle(app)
+
+    _assert_no_exception(app)
+    (error,) = app.error
+    assert "'pets.zip' stopped before it finished" in _plain(error.value)
+    assert app.session_state[state.DATASET_ID] == before
+    assert _shown_dataset(app) == datasets.SAMPLE_ARCHIVE.name
+
+    app.button(key=f"ingest_retry_{ticket.dataset_id}").click().run()
+    _settle(app)
+
+    _assert_no_exception(app)
+    assert not app.error
+    assert _shown_dataset(app) == "pets.zip"
 
 
 @pytest.mark.parametrize(
@@ -111,7 +237,7 @@ def test_an_upload_is_ingested_once_however_often_the_page_reruns(
 def test_a_bad_upload_shows_why_and_keeps_the_previous_dataset(
     app: AppTest, image_zip: ImageZip, name: str, content: bytes | None, message: str
 ) -> None:
-    app.run()
+    _arrive(app)
     before = app.session_state[state.DATASET_ID]
 
     _upload(app, name, content or image_zip({"cat": 5}))
@@ -127,7 +253,7 @@ def test_a_bad_upload_shows_why_and_keeps_the_previous_dataset(
 
 
 def test_a_tiny_dataset_gets_its_warnings(app: AppTest, image_zip: ImageZip) -> None:
-    app.run()
+    _arrive(app)
 
     _upload(app, "tiny.zip", image_zip({"cat": 3, "dog": 12}))
 
@@ -139,7 +265,7 @@ def test_a_tiny_dataset_gets_its_warnings(app: AppTest, image_zip: ImageZip) -> 
 
 
 def test_skipped_files_are_listed_with_their_reason(app: AppTest, image_zip: ImageZip) -> None:
-    app.run()
+    _arrive(app)
 
     _upload(app, "notes.zip", image_zip({"cat": 12, "dog": 12}, extra={"dog/notes.txt": b"hi"}))
 
@@ -151,7 +277,7 @@ def test_skipped_files_are_listed_with_their_reason(app: AppTest, image_zip: Ima
 
 
 def test_a_split_archive_shows_counts_per_split(app: AppTest, image_zip: ImageZip) -> None:
-    app.run()
+    _arrive(app)
 
     _upload(
         app,
@@ -169,7 +295,7 @@ def test_a_split_archive_shows_counts_per_split(app: AppTest, image_zip: ImageZi
 def test_picking_a_stored_dataset_shows_it(
     app: AppTest, image_zip: ImageZip, sample: DatasetReport
 ) -> None:
-    app.run()
+    _arrive(app)
     _upload(app, "pets.zip", image_zip({"cat": 12, "dog": 12}))
 
     app.selectbox(key=state.DATASET_PICKER).select(sample.dataset_id).run()
@@ -214,6 +340,7 @@ def test_a_bad_dataset_in_the_url_gets_a_friendly_message(
     assert any(w.startswith("The dataset named in this link cannot be opened") for w in warnings)
     assert any(message in w for w in warnings)
     # The page goes on as on a first visit, with the sample.
+    _settle(app)
     assert _shown_dataset(app) == datasets.SAMPLE_ARCHIVE.name
     assert app.query_params[state.DATASET_PARAM] == app.session_state[state.DATASET_ID]
 
@@ -237,13 +364,13 @@ def test_an_unexpected_error_shows_a_reference_not_a_traceback(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app.run()
+    _arrive(app)
     before = app.session_state[state.DATASET_ID]
 
-    def broken_ingest(path: Path, **kwargs: object) -> DatasetReport:
+    def broken_start(path: Path, **kwargs: object) -> IngestTicket:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(datasets, "ingest_archive", broken_ingest)
+    monkeypatch.setattr(datasets, "start_ingest", broken_start)
     with caplog.at_level(logging.ERROR, logger="ui.errors"):
         _upload(app, "pets.zip", image_zip({"cat": 12, "dog": 12}))
 
@@ -254,4 +381,32 @@ def test_an_unexpected_error_shows_a_reference_not_a_traceback(
     ref = error.value.split("(ref ")[1][:8]
     assert ref in caplog.text
     assert "disk on fire" in caplog.text
+    assert app.session_state[state.DATASET_ID] == before
+
+
+def test_a_bug_in_the_ingest_process_shows_a_reference_and_try_again(
+    app: AppTest,
+    image_zip: ImageZip,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _arrive(app)
+    before = app.session_state[state.DATASET_ID]
+    failure = IngestState(
+        "failed", error="internal error (RuntimeError: disk on fire at /srv/x)", internal=True
+    )
+    monkeypatch.setattr(datasets, "ingest_state", lambda ticket: failure)
+
+    with caplog.at_level(logging.ERROR, logger="ui.datasets"):
+        _upload(app, "pets.zip", image_zip({"cat": 12, "dog": 12}))
+
+    _assert_no_exception(app)
+    (error,) = app.error
+    assert _plain(error.value).startswith("Reading pets.zip went wrong (ref ")
+    assert "disk on fire" not in error.value
+    assert "/srv/x" not in error.value
+    ref = error.value.split("(ref ")[1][:8]
+    assert ref in caplog.text
+    assert "disk on fire" in caplog.text
+    assert [b.label for b in app.button] == ["Try again"]
     assert app.session_state[state.DATASET_ID] == before

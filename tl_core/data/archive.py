@@ -12,6 +12,9 @@ TL_HOME/datasets/<sha12>/images/<split>/<class>/<000001>.jpg
 ``<sha12>`` is a hash of the archive bytes, so the same archive twice is one dataset.
 The folder appears atomically (built aside, then renamed), so a crash or a refused
 archive never leaves half a dataset and never touches one that is already stored.
+The folder it is built in, ``TL_HOME/datasets/.ingest-<sha12>-<pid>-*``, names the
+process that builds it, so the leftovers of a killed ingest can be told from the work
+of a live one (`discard_staging`).
 
 Layouts recognised: a folder per class; any number of single wrapper folders around
 them (``my data/cat/…``); split folders (``train/``, ``val/``, ``validation/``,
@@ -50,7 +53,7 @@ from tl_core.data.report import (
 from tl_core.errors import DataError
 from tl_core.workspace import datasets_dir, safe_join
 
-__all__ = ["ingest_archive", "list_datasets", "load_dataset"]
+__all__ = ["archive_id", "discard_staging", "ingest_archive", "list_datasets", "load_dataset"]
 
 #: Bump when the stored form of images changes, so old datasets are not reused.
 INGEST_VERSION = 3
@@ -140,7 +143,7 @@ def ingest_archive(
             "Large archives are refused to protect the server; "
             "use fewer or smaller images (about 512 px is plenty), or split the dataset."
         )
-    dataset_id = _archive_id(archive)
+    dataset_id = archive_id(archive)
     store = datasets_dir(home)
     root = store / dataset_id
     if (root / "report.json").is_file():
@@ -151,7 +154,7 @@ def ingest_archive(
         # zipfile reads the directory by its byte size: the end record's count may lie.
         _check_entry_count(len(infos), source_name, limits)
         planned, skipped, junk = _plan(infos, source_name, limits)
-        staging = Path(tempfile.mkdtemp(prefix=f".ingest-{dataset_id}-", dir=store))
+        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(dataset_id, os.getpid()), dir=store))
         try:
             stored, more_skipped = _store_images(
                 zf, planned, staging, source_name, limits, progress
@@ -196,12 +199,38 @@ def list_datasets(*, home: Path | None = None) -> list[DatasetReport]:
     return [DatasetReport.load(p, images=False) for p in roots]
 
 
-def _archive_id(archive: Path) -> str:
+def archive_id(path: str | os.PathLike[str]) -> str:
+    """Return the dataset id the archive at `path` is stored under (12 hex digits).
+
+    It hashes the archive's bytes (and `INGEST_VERSION`), so the same file always gets
+    the same id, whatever its name. Raises `OSError` when the file cannot be read.
+
+    Example:
+        >>> archive_id("assets/sample_shapes.zip")  # doctest: +SKIP
+        'c3a2df1541e7'
+    """
     digest = hashlib.sha256(f"tl-ingest-v{INGEST_VERSION}\n".encode())
-    with archive.open("rb") as fh:
+    with Path(path).open("rb") as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()[:12]
+
+
+def _staging_prefix(dataset_id: str, pid: int) -> str:
+    return f".ingest-{dataset_id}-{pid}-"
+
+
+def discard_staging(dataset_id: str, pid: int, *, home: Path | None = None) -> None:
+    """Delete what the ingest of `dataset_id` by the process `pid` left half built.
+
+    Call it only once that process is known to be dead: its folder was never published,
+    so it holds no dataset (a published one has been renamed to its id).
+
+    Example:
+        >>> discard_staging("c3a2df1541e7", 4242)  # doctest: +SKIP
+    """
+    for folder in datasets_dir(home).glob(f"{_staging_prefix(dataset_id, pid)}*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _mib(n: float) -> str:
