@@ -97,14 +97,19 @@ def test_a_run_in_the_url_is_opened(app: AppTest, two_runs: None) -> None:
     assert "Resume" in [button.label for button in app.button]
 
 
-def test_resume_requeues_an_interrupted_run(
-    app: AppTest, queue: tuple[Scheduler, FakeRunner]
-) -> None:
-    scheduler, runner = queue
+def _interrupted_run(scheduler: Scheduler, runner: FakeRunner) -> str:
+    """Queue a run, start it and let its worker die without a word; return its id."""
     run_id = submit(RunConfig(dataset_id="0123456789ab", weights="none"))
     scheduler.tick()
     runner.end(run_id)
     scheduler.tick()
+    return run_id
+
+
+def test_resume_requeues_an_interrupted_run(
+    app: AppTest, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    run_id = _interrupted_run(*queue)
     _open(app, run_id)
     assert [value.split()[-1] for value in app.dataframe[0].value["State"]] == ["interrupted"]
 
@@ -145,11 +150,7 @@ def test_the_queue_state_shows_until_the_worker_writes_its_final_one(
 def test_a_run_a_worker_still_writes_offers_stop_not_resume_and_says_why(
     app: AppTest, queue: tuple[Scheduler, FakeRunner]
 ) -> None:
-    scheduler, runner = queue
-    run_id = submit(RunConfig(dataset_id="0123456789ab", weights="none"))
-    scheduler.tick()
-    runner.end(run_id)
-    scheduler.tick()
+    run_id = _interrupted_run(*queue)
     assert get(run_id).state == "interrupted"
 
     root = run_path(run_id)
@@ -169,11 +170,7 @@ def test_a_run_a_worker_still_writes_offers_stop_not_resume_and_says_why(
 def test_a_resume_clicked_after_a_worker_took_the_run_starts_nothing_and_says_why(
     app: AppTest, queue: tuple[Scheduler, FakeRunner]
 ) -> None:
-    scheduler, runner = queue
-    run_id = submit(RunConfig(dataset_id="0123456789ab", weights="none"))
-    scheduler.tick()
-    runner.end(run_id)
-    scheduler.tick()
+    run_id = _interrupted_run(*queue)
     _open(app, run_id)
     resume_button = next(button for button in app.button if button.label == "Resume")
 

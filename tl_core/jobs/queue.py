@@ -515,7 +515,12 @@ def resume(run_id: str, *, home: Path | None = None) -> Job:
     root = run_path(run_id, home)
     files = RunFiles(root)
     with _transaction(home, write=True) as conn:
-        job = _fetch(conn, run_id)
+        try:
+            job = _fetch(conn, run_id)
+        except JobError:
+            if writer_alive(root):  # a command-line run: its live writer is the news
+                raise JobError(still_writing_message(run_id)) from None
+            raise
         _check_resumable(job, files)
         with _writer_lock(root) as free:
             if not free:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tl_core.errors import ConfigError
+from tl_core.faults import fault_point
 from tl_core.jobs.devices import probe_devices
 from tl_core.jobs.processes import process_alive, process_start_time, spawn_detached
 from tl_core.jobs.queue import (
@@ -532,6 +533,7 @@ class Scheduler:
         claimed = self._claim(job, slot)
         if claimed is None:  # stopped since we looked
             return False
+        fault_point("claimed")  # a server killed here leaves a claim with no worker
         root = run_path(job.run_id, self.home)
 
         def starting(status: RunStatus) -> RunStatus:

@@ -66,6 +66,13 @@ def test_resuming_a_run_whose_writer_lock_is_held_is_refused_and_changes_nothing
         assert jobs.get(run_id) == job_before
 
 
+def test_resuming_a_command_line_run_that_is_training_names_its_writer(tl_home: Path) -> None:
+    root = tl_home / "runs" / "20261123-131500-a1b2c3"
+    root.mkdir(parents=True)
+    with hold_writer_lock(root), pytest.raises(JobError, match="still being trained"):
+        jobs.resume(root.name)
+
+
 def test_a_new_scheduler_keeps_a_claimed_run_whose_writer_lock_is_held_running(
     make_scheduler: Callable[..., Scheduler],
 ) -> None:
