@@ -408,7 +408,7 @@ class Scheduler:
                 if job.stop_requested:
                     # The worker clears the flag when it starts: raise it again until it ends.
                     self.runner.stop(job)
-                if recovering:
+                if recovering or job.pid is None:  # a worker this scheduler did not start
                     self._reattach(job, root)
             elif worker == "never started":
                 self._requeue_claim(job, root)
