@@ -96,3 +96,20 @@ def test_the_worker_sees_what_tensorflow_sees_and_uses_the_default_strategy_alon
 
     assert info.kind == ("gpu" if gpus else "cpu")
     assert name == ("mirrored" if len(gpus) > 1 else "default")
+
+
+# --- mixed precision ---------------------------------------------------------------------
+
+
+def test_mixed_precision_runs_on_gpus_of_compute_capability_seven_or_more() -> None:
+    assert device.mixed_precision_refusal(DeviceInfo("gpu", ("A", "B")), [(7, 0), (9, 0)]) is None
+
+
+def test_mixed_precision_falls_back_to_float32_on_older_gpus_and_on_the_cpu() -> None:
+    older = device.mixed_precision_refusal(DeviceInfo("gpu", ("A", "B")), [(8, 6), (6, 1)])
+    unknown = device.mixed_precision_refusal(DeviceInfo("gpu", ("A",)), [None])
+    cpu = device.mixed_precision_refusal(DeviceInfo("cpu"), [])
+
+    assert older is not None and "(found 6.1); float32 instead" in older
+    assert unknown is not None and "found unknown" in unknown
+    assert cpu is not None and "needs a GPU" in cpu

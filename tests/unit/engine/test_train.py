@@ -33,7 +33,14 @@ from tests.unit.engine_helpers import (
 from tl_core import cli
 from tl_core.config import RunConfig
 from tl_core.data import DatasetReport
-from tl_core.engine.train import Phase, main_worker, plan_phases, train_run
+from tl_core.engine.train import (
+    Phase,
+    ResumePoint,
+    main_worker,
+    plan_phases,
+    resume_point,
+    train_run,
+)
 from tl_core.errors import JobError
 from tl_core.fsutil import FolderLock
 from tl_core.jobs.runs import (
@@ -110,6 +117,37 @@ def test_two_phases_train_the_head_then_fine_tune_at_a_lower_rate() -> None:
         ("block_1", "top"),
     )
     assert fine_tune.learning_rate == pytest.approx(head.learning_rate * 0.1)
+
+
+TWO_PHASES = [Phase("head", 0, 2, (), 1e-3), Phase("fine-tune", 1, 3, ("top",), 1e-4)]
+
+
+def test_a_run_without_a_checkpoint_starts_at_the_beginning() -> None:
+    assert resume_point(None, TWO_PHASES) == ResumePoint()
+
+
+def test_a_checkpoint_inside_a_phase_continues_that_phase_with_its_optimizer_and_counters() -> None:
+    early = {"best": [0.8, -0.5], "best_epoch": 3, "wait": 1, "file": "best-epoch-0003.npz"}
+    record = {"epoch": 3, "phase_index": 1, "phase_start": 2, "file": "e.npz"}
+
+    point = resume_point(record | {"early_stopping": early}, TWO_PHASES)
+
+    assert point == ResumePoint(3, 1, 2, True, early, "e.npz")
+
+
+def test_a_finished_or_ended_phase_resumes_at_the_next_phase_with_fresh_patience() -> None:
+    early = {"best": [0.8, -0.5], "best_epoch": 1, "wait": 1, "file": "best-epoch-0001.npz"}
+    done = {"epoch": 2, "phase_index": 0, "phase_start": 0, "file": "e.npz"}
+    ended = {"epoch": 1, "phase_index": 0, "phase_done": True, "file": "e.npz"}
+
+    for record in (done, ended):
+        point = resume_point(record | {"early_stopping": early}, TWO_PHASES)
+        assert (point.phase_index, point.phase_start, point.mid_phase) == (
+            1,
+            record["epoch"],
+            False,
+        )
+        assert point.early_stopping == early | {"wait": 0}
 
 
 def test_prepare_run_writes_the_config_and_a_queued_status_and_never_overwrites(
