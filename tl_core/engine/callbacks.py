@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from tl_core.engine.checkpoints import commit_checkpoint, load_variables, save_variables
+from tl_core.faults import fault_point
 from tl_core.fsutil import atomic_write
 from tl_core.jobs.runs import (
     RunFiles,
@@ -279,6 +280,7 @@ class StopFlag(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         """Check the flag between batches."""
+        fault_point("batch")
         self._check()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from tl_core.config import RunConfig
 from tl_core.errors import JobError, TLError
+from tl_core.faults import fault_point
 from tl_core.fsutil import FolderLock, write_text_atomic
 from tl_core.jobs.runs import (
     RunFiles,
@@ -407,6 +408,7 @@ class _Trainer:
             early = outcome.early_stopping | {"wait": 0}
             if stopped:
                 break
+            fault_point("phase-end")
         final_state = "stopped" if stopped else "completed"
         save_inference_model(built.classifier.model, self.files.model)
         status = (read_status(self.files.root) or status).with_changes(
