@@ -28,9 +28,11 @@ owner:
   progress, and how it ended (completed, failed, stopped). Only the lock holder writes it
   then. The server (scheduler, `request_stop`, `resume`) writes ``status.json`` only while
   holding the lock itself, so never while a worker does (`write_status_unless_written`).
-- The queue's copy of a worker's final state is derived: the active scheduler copies it
-  from ``status.json`` after the worker's lock is released (``interrupted`` when the
-  worker ended without writing one). Readers use `shown_state`, which applies this rule.
+- The queue's copy of a worker's final state is derived, and only the active scheduler
+  writes it: it copies the state from ``status.json`` once the worker's process has ended
+  (``interrupted`` when the worker wrote none). Until then the queue says ``running``
+  (a second or so), which is what the buttons follow (no Resume while the process ends).
+  What a page shows comes from `shown_state`, which applies this rule and the lock.
 
 Example:
     >>> run_id = submit(RunConfig(dataset_id="0123456789ab"))  # doctest: +SKIP
@@ -58,6 +60,7 @@ from tl_core.jobs.runs import (
     RunStatus,
     new_run_id,
     prepare_run,
+    read_json,
     read_status,
     run_path,
     write_status,
@@ -546,6 +549,23 @@ def resume(run_id: str, *, home: Path | None = None) -> Job:
 def oom_note(batch_size: int) -> str:
     """The note of a run retried at `batch_size` after running out of memory."""
     return f"retried at batch size {batch_size} after running out of memory"
+
+
+def oom_retry_batch_size(job: Job, root: Path, status: RunStatus) -> int | None:
+    """Half the batch size when the first attempt ran out of memory, else ``None``.
+
+    An out-of-memory failure is retried once, in a fresh process, at half the batch size.
+
+    Example:
+        >>> oom_retry_batch_size(job, root, RunStatus(state="completed"))  # doctest: +SKIP
+    """
+    if status.state != "failed" or status.error_kind != "oom" or job.attempts != 1:
+        return None
+    config = (read_json(RunFiles(root).config) or {}).get("config", {})
+    current = job.batch_size_override or config.get("batch_size")
+    if not isinstance(current, int) or current < 2:
+        return None
+    return current // 2
 
 
 def requeued_status(status: RunStatus | None, batch_size_override: int | None) -> RunStatus:

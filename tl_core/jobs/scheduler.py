@@ -60,11 +60,12 @@ from tl_core.jobs.queue import (
     _update,
     list_jobs,
     oom_note,
+    oom_retry_batch_size,
     requeued_status,
     write_status_unless_written,
     writer_alive,
 )
-from tl_core.jobs.runs import FINAL_STATES, RunFiles, RunStatus, read_json, read_status, run_path
+from tl_core.jobs.runs import FINAL_STATES, RunFiles, RunStatus, read_status, run_path
 from tl_core.workspace import clean_staging
 
 __all__ = [
@@ -457,7 +458,7 @@ class Scheduler:
     def _settle(self, job: Job, root: Path) -> None:
         """Record how the worker of `job` ended: its own final state, else interrupted."""
         status = read_status(root) or RunStatus()
-        retry_size = self._oom_retry_batch_size(job, root, status)
+        retry_size = oom_retry_batch_size(job, root, status)
         if retry_size is not None:
             if write_status_unless_written(root, lambda s: requeued_status(s, retry_size)):
                 _update(
@@ -487,17 +488,6 @@ class Scheduler:
             note=status.error or status.note,
             **_NO_WORKER,
         )
-
-    @staticmethod
-    def _oom_retry_batch_size(job: Job, root: Path, status: RunStatus) -> int | None:
-        """Half the batch size when the first attempt ran out of memory, else ``None``."""
-        if status.state != "failed" or status.error_kind != "oom" or job.attempts != 1:
-            return None
-        config = (read_json(RunFiles(root).config) or {}).get("config", {})
-        current = job.batch_size_override or config.get("batch_size")
-        if not isinstance(current, int) or current < 2:
-            return None
-        return current // 2
 
     # --- starting queued jobs --------------------------------------------------------------
 
