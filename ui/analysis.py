@@ -5,8 +5,9 @@ The analyses run in `tl_core.analysis.background`.
 A page asks for an analysis of a run with `await_analysis` and gets its JSON result, or
 ``None`` while it runs or after it failed; in the meantime this module draws a status
 line that a fragment refreshes every `POLL_SECONDS`, and reruns the page once the result
-is there. A failure shows its message (bad input as it is; a bug with the log's place)
-and a "Try again" button. The script thread never waits on the process.
+is there. A failure shows its message (bad input as it is; a bug as a reference to its
+log, never a server path) and a "Try again" button. The script thread never waits on the
+process.
 """
 
 from __future__ import annotations
@@ -79,9 +80,12 @@ def _poll(run_dir: str, args: tuple[str, ...], waiting: str) -> None:
 
 def _render_failure(analysis: Analysis, run_dir: Path | str, args: Sequence[str], key: str) -> None:
     if analysis.internal:
+        # A crash's own text can hold server paths and library internals: the page shows
+        # a reference instead, the name of the analysis's log (its .error.json is beside it).
+        ref = analysis.log.stem if analysis.log is not None else "unknown"
         st.error(
-            f"{escape_markdown(analysis.error or '')} This is a bug, not something you did; "
-            f"the process's output is in `{analysis.log}`.",
+            f"The analysis stopped on an internal error (ref {ref}). This is a bug, not "
+            "something you did; try again, and quote the reference if it keeps happening.",
             icon=":material/bug_report:",
         )
     else:

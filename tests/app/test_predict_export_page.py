@@ -23,8 +23,9 @@ from tests.app.run_support import fabricate_run, texts
 from tests.app.wizard_support import assert_no_exception, offline_app, plain, store_sample
 from tests.helpers import png_bytes
 from tl_core import tl_home
-from tl_core.analysis.background import analysis_folder
-from tl_core.analysis.export import model_card
+from tl_core.analysis.background import analysis_folder, result_path
+from tl_core.analysis.export import export_model, model_card
+from tl_core.errors import ExportError
 from tl_core.jobs.runs import RunFiles, read_json, write_json_atomic
 from ui import predict_export_view as view
 from ui import state
@@ -277,3 +278,40 @@ def test_the_model_card_is_shown_in_an_expander(app: AppTest, run_dir: Path) -> 
     assert_no_exception(app)
     (card,) = [e for e in app.expander if e.label == "Model card"]
     assert plain(card.markdown[0].value).startswith(f"# Model card: {RUN_ID}")
+
+
+def test_a_failed_export_says_why_without_any_server_path(
+    app: AppTest, run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def spawn(argv: list[str], **_: Any) -> None:
+        raise AssertionError(f"a failed export is shown, not run again: {argv}")
+
+    monkeypatch.setattr(tl_core.analysis.background, "spawn_detached", spawn)
+    # Bad input: the export's own message, as the command reports it (exit 2).
+    tflite = view.TFLITE_TARGET
+    view.export_path(run_dir, tflite).mkdir(parents=True)
+    with pytest.raises(ExportError) as refused:
+        export_model(run_dir, fmt=tflite.fmt, out=view.export_path(run_dir, tflite))
+    _store_failure(run_dir, tflite, " ".join(str(refused.value).split()), exit_code=2)
+    # A bug: the crash's text names a file on the server (exit 1).
+    crash = f"internal failure (OSError: [Errno 28] No space left: '{run_dir}/export/m.keras')"
+    _store_failure(run_dir, view.KERAS_TARGET, crash, exit_code=1)
+    _open(app)
+
+    for target in (view.KERAS_TARGET, tflite):
+        app.button(key=f"{view.EXPORT_BUTTON}_{target.kind}").click().run()
+
+    assert_no_exception(app)
+    errors = texts(app, "error")
+    assert len(errors) == 2
+    assert errors[0].startswith("The analysis stopped on an internal error (ref export-")
+    assert plain(errors[1]).startswith(f"Cannot write '{RUN_ID}.tflite': it is a folder.")
+    assert not [error for error in errors if "/" in error or str(tl_home()) in error]
+
+
+def _store_failure(run: Path, target: view.ExportTarget, message: str, *, exit_code: int) -> None:
+    """Keep a failed export of `target` where the background analyses keep their errors."""
+    args = view.export_args(run, target)
+    path = result_path(run, args).with_suffix(".error.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"error": message, "exit_code": exit_code, "log_tail": message})

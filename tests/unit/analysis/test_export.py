@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import h5py
@@ -233,26 +234,28 @@ def test_model_card_escapes_names_that_markdown_would_read_as_markup(
     assert r"Classes (2): a\|b, \[x\](http://e)" in card
 
 
-def test_exporting_without_a_model_or_to_a_wrong_name_says_what_to_do(
+def test_exporting_without_a_model_or_to_a_wrong_name_says_what_to_do_without_paths(
     learned_run: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "untrained").mkdir()
     shutil.copy2(learned_run / "run.json", tmp_path / "untrained" / "run.json")
-    with pytest.raises(ExportError, match="no trained model yet"):
-        export_keras(tmp_path / "untrained", tmp_path / "m.keras")
-    with pytest.raises(ExportError, match="not a run folder"):
-        export_tflite(tmp_path, tmp_path / "m.tflite")
-    with pytest.raises(ExportError, match=r"Expected `out` to end with \.keras"):
-        export_keras(learned_run, tmp_path / "model.h5")
-    with pytest.raises(ExportError, match="it is a folder"):
-        (tmp_path / "dir.tflite").mkdir()
-        export_tflite(learned_run, tmp_path / "dir.tflite")
-    with pytest.raises(ExportError, match="Expected `quantize`"):
-        export_tflite(learned_run, tmp_path / "m.tflite", quantize="int4")  # type: ignore[arg-type]
-    with pytest.raises(ExportError, match="TFLite only"):
-        export_model(learned_run, fmt="keras", out=tmp_path / "m.keras", int8=True)
-    with pytest.raises(ExportError, match="not a run folder"):
-        model_card(tmp_path)
+    (tmp_path / "dir.tflite").mkdir()
+    run, out = learned_run, tmp_path
+    refusals = [
+        ("no trained model yet", partial(export_keras, out / "untrained", out / "m.keras")),
+        ("not a run folder", partial(export_tflite, out, out / "m.tflite")),
+        (r"Expected `out` to end with \.keras", partial(export_keras, run, out / "m.h5")),
+        ("it is a folder", partial(export_tflite, run, out / "dir.tflite")),
+        ("Expected `quantize`", partial(export_tflite, run, out / "m.tflite", quantize="int4")),
+        ("TFLite only", partial(export_model, run, fmt="keras", out=out / "m.keras", int8=True)),
+        ("not a run folder", partial(model_card, out)),
+    ]
+
+    for message, export in refusals:
+        with pytest.raises(ExportError, match=message) as refused:
+            export()
+        # The web app shows these messages as they are: no path on the server in them.
+        assert "/" not in str(refused.value), str(refused.value)
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -321,4 +324,156 @@ def test_cli_export_refuses_bad_input_with_exit_2(
         assert captured.out == ""
         assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
         assert message in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- runs trained with augmentation -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_run(easy_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run with the settings a user gets by default (flip augmentation, dropout), kept
+    tiny: 32 px, no pretrained weights, one epoch. Its ``TL_HOME`` is two levels up."""
+    from tl_core.config import RunConfig
+    from tl_core.data import ingest_archive
+    from tl_core.engine.train import train_run
+    from tl_core.jobs.runs import prepare_run
+
+    home = tmp_path_factory.mktemp("default-home")
+    with tl_home_set(home):
+        report = ingest_archive(easy_archive)
+        config = RunConfig(dataset_id=report.dataset_id, weights="none", image_size=32, epochs=1)
+        files = prepare_run(home / "runs" / "default", config)
+        status = train_run(files.root)
+    assert status.state == "completed", status.error
+    return files.root
+
+
+@pytest.fixture(scope="module")
+def default_reference(default_run: Path, batch: np.ndarray) -> np.ndarray:
+    """What the default run's own model says about `batch` in inference mode."""
+    import keras
+
+    model = keras.saving.load_model(default_run / "model.keras", compile=False)
+    return np.asarray(model(batch, training=False))
+
+
+def keras_file_layer_classes(path: Path) -> list[str]:
+    """Every ``class_name`` in a .keras file's config, nested models included."""
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("class_name"), str):
+                found.append(node["class_name"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
+def test_the_default_settings_augment_with_flips(default_run: Path) -> None:
+    doc = json.loads((default_run / "run.json").read_text())
+
+    assert doc["config"]["augmentation"] == ["flip"]
+
+
+def test_a_run_with_default_augmentation_exports_to_tflite_that_agrees_with_keras(
+    default_run: Path, batch: np.ndarray, default_reference: np.ndarray, tmp_path: Path
+) -> None:
+    path = export_tflite(default_run, tmp_path / "default.tflite")
+
+    probabilities = predict_tflite(path, batch)
+
+    diff = np.abs(probabilities - default_reference).max()
+    assert diff <= 1e-4, diff  # written so that NaN fails too
+
+
+@pytest.mark.slow
+def test_a_run_with_default_augmentation_exports_to_int8_tflite(
+    default_run: Path, batch: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TL_HOME", str(default_run.parents[1]))  # calibration images
+
+    path = export_tflite(default_run, tmp_path / "default-int8.tflite", quantize="int8")
+
+    probabilities = predict_tflite(path, batch)
+    assert probabilities.shape == (9, 3)
+    assert np.isfinite(probabilities).all()
+
+
+def test_a_keras_export_of_a_default_run_holds_no_augmentation_and_predicts_the_same(
+    default_run: Path, batch: np.ndarray, default_reference: np.ndarray, tmp_path: Path
+) -> None:
+    import keras
+
+    path = export_keras(default_run, tmp_path / "default.keras")
+
+    classes = keras_file_layer_classes(path)
+    assert "Rescaling" in classes and "Dense" in classes  # the walk sees the layers
+    assert not [name for name in classes if name.startswith("Random")]
+    exported = keras.saving.load_model(path, compile=False)
+    assert "augmentation" not in [layer.name for layer in exported.layers]
+    assert exported.input.name == "image"
+    diff = np.abs(np.asarray(exported(batch)) - default_reference).max()
+    assert diff <= 1e-6, diff  # written so that NaN fails too
+
+
+@pytest.fixture(scope="module")
+def older_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder as older versions left it: its ``model.keras`` holds the augmentation
+    block, here with every augmentation. Untrained weights do: only the graph matters."""
+    from tests.unit.engine_helpers import tiny_config
+    from tl_core.config import AUGMENTATIONS
+    from tl_core.models.classifier import build_classifier
+
+    config = tiny_config("0123456789ab", augmentation=AUGMENTATIONS)
+    run = tmp_path_factory.mktemp("older-home") / "runs" / "older"
+    run.mkdir(parents=True)
+    doc = {"config": config.to_json(), "class_names": list(EASY_CLASSES), "image_size": 32}
+    (run / "run.json").write_text(json.dumps(doc))
+    build_classifier(config, EASY_CLASSES).model.save(run / "model.keras")
+    return run
+
+
+@pytest.mark.slow
+def test_an_older_runs_model_with_augmentation_still_exports_to_every_format(
+    older_run: Path, batch: np.ndarray, tmp_path: Path
+) -> None:
+    import keras
+
+    saved = keras.saving.load_model(older_run / "model.keras", compile=False)
+    assert "augmentation" in [layer.name for layer in saved.layers]  # the case at hand
+    reference = np.asarray(saved(batch, training=False))
+
+    tflite = export_model(older_run, fmt="tflite", out=tmp_path / "older.tflite")
+    keras_file = export_model(older_run, fmt="keras", out=tmp_path / "older.keras")
+    backbone = export_model(older_run, fmt="backbone", out=tmp_path / "older.weights.h5")
+
+    diff = np.abs(predict_tflite(tflite["path"], batch) - reference).max()
+    assert diff <= 1e-4, diff  # written so that NaN fails too
+    classes = keras_file_layer_classes(Path(keras_file["path"]))
+    assert not [name for name in classes if name.startswith("Random")]
+    assert Path(backbone["path"]).stat().st_size > 0
+
+
+def test_a_tflite_model_that_outputs_nan_is_refused_and_not_written(
+    default_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tl_core.analysis.export as export
+
+    # A conversion that "succeeds" with a model whose every output is NaN.
+    monkeypatch.setattr(export, "_convert", lambda *_: b"tflite")
+    monkeypatch.setattr(export, "_interpreter", lambda **_: None)
+    monkeypatch.setattr(export, "_run_tflite", lambda _, images: np.full((len(images), 3), np.nan))
+
+    with pytest.raises(ExportError, match=r"does not match the Keras model.*Nothing was written"):
+        export_tflite(default_run, tmp_path / "nan.tflite")
+
     assert list(tmp_path.iterdir()) == []
