@@ -3,8 +3,13 @@
 Each row of `BACKBONES` says how to build a pretrained feature extractor (`keras_name`, the
 class in `keras.applications`), which input sizes it accepts, how its input must be
 preprocessed, how many parameters it has, how to name its blocks (`block_rule`, used by
-`tl_core.models.blocks`) and which ImageNet weights file Keras would download for it. Adding a
-backbone means adding a row, not a branch.
+`tl_core.models.blocks`) and which ImageNet weights file Keras would download for it, with the
+hash Keras checks it against. Adding a backbone means adding a row, not a branch.
+
+A pretrained backbone (ImageNet weights, or a weights file saved from such a backbone) is
+Keras's own ``weights="imagenet"`` build: some applications build part of their graph only
+for ImageNet weights (EfficientNet's variance fix after its input normalisation), so a
+``weights=None`` build given the same weights computes something else, silently.
 
 Importing this module does not import TensorFlow: the constructor is looked up in
 `keras.applications` only when a backbone is built.
@@ -25,8 +30,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +82,8 @@ class BackboneSpec:
             it under ``$KERAS_HOME/models/``; ``{size}`` stands for the input size when the
             weights depend on it.
         weights_origin: URL of the folder Keras downloads the weights file from.
+        weights_hash: Hash Keras checks that file against (md5, or sha256 when 64 hex
+            digits long), as published in `keras.applications`; None where Keras has none.
         weights_sizes: Input sizes that have their own weights file (MobileNetV2); any other
             size uses the file of `default_input_size`, as Keras does.
     """
@@ -90,6 +99,7 @@ class BackboneSpec:
     block_rule: str
     weights_template: str
     weights_origin: str
+    weights_hash: str | None
     weights_sizes: tuple[int, ...] = ()
 
     @property
@@ -127,6 +137,8 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^(?:block_\d+|expanded_conv)(?=_)",
         weights_template="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
         weights_origin=_KERAS_APPS + "mobilenet_v2/",
+        # Keras publishes no hash for the MobileNetV2 files.
+        weights_hash=None,
         weights_sizes=(96, 128, 160, 192, 224),
     ),
     BackboneSpec(
@@ -141,6 +153,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^expanded_conv(?:_\d+)?",
         weights_template="weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
         weights_origin=_KERAS_APPS + "mobilenet_v3/",
+        weights_hash="d3e8ec802a04aa4fc771ee12a9a9b836",
     ),
     BackboneSpec(
         id="mobilenet_v3_large",
@@ -154,6 +167,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^expanded_conv(?:_\d+)?",
         weights_template="weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
         weights_origin=_KERAS_APPS + "mobilenet_v3/",
+        weights_hash="07fb09a5933dd0c8eaafa16978110389",
     ),
     BackboneSpec(
         id="resnet50",
@@ -167,6 +181,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^conv\d_block\d+",
         weights_template="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_origin=_KERAS_APPS + "resnet/",
+        weights_hash="4d473c1dd8becc155b73f8504c6f6626",
     ),
     BackboneSpec(
         id="resnet50_v2",
@@ -180,6 +195,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^conv\d_block\d+",
         weights_template="resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_origin=_KERAS_APPS + "resnet/",
+        weights_hash="fac2f116257151a9d068a22e544a4917",
     ),
     BackboneSpec(
         id="resnet101",
@@ -193,6 +209,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^conv\d_block\d+",
         weights_template="resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_origin=_KERAS_APPS + "resnet/",
+        weights_hash="88cf7a10940856eca736dc7b7e228a21",
     ),
     BackboneSpec(
         id="efficientnet_b0",
@@ -206,6 +223,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^block\d+[a-z]",
         weights_template="efficientnetb0_notop.h5",
         weights_origin="https://storage.googleapis.com/keras-applications/",
+        weights_hash="50bc09e76180e00e4465e1a485ddc09d",
     ),
     BackboneSpec(
         id="efficientnet_b3",
@@ -219,6 +237,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^block\d+[a-z]",
         weights_template="efficientnetb3_notop.h5",
         weights_origin="https://storage.googleapis.com/keras-applications/",
+        weights_hash="af6d107764bb5b1abb91932881670226",
     ),
     BackboneSpec(
         id="efficientnet_v2_b0",
@@ -232,6 +251,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^block\d+[a-z]",
         weights_template="efficientnetv2-b0_notop.h5",
         weights_origin=_KERAS_APPS + "efficientnet_v2/",
+        weights_hash="893217f2bb855e2983157299931e43ff",
     ),
     BackboneSpec(
         id="efficientnet_v2_s",
@@ -245,6 +265,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^block\d+[a-z]",
         weights_template="efficientnetv2-s_notop.h5",
         weights_origin=_KERAS_APPS + "efficientnet_v2/",
+        weights_hash="af0682fb74e8c54910f2d4393339c070",
     ),
     BackboneSpec(
         id="vgg16",
@@ -258,6 +279,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^block\d+",
         weights_template="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_origin=_KERAS_APPS + "vgg16/",
+        weights_hash="6d6bbae143d832006294945121d1f1fc",
     ),
     BackboneSpec(
         id="vgg19",
@@ -271,6 +293,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^block\d+",
         weights_template="vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_origin=_KERAS_APPS + "vgg19/",
+        weights_hash="253f8cb515780f3b799900260a226db6",
     ),
     BackboneSpec(
         id="xception",
@@ -284,6 +307,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^block\d+",
         weights_template="xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_origin=_KERAS_APPS + "xception/",
+        weights_hash="b0042744bf5b25fce3cb969f33bebb97",
     ),
     BackboneSpec(
         id="inception_v3",
@@ -297,6 +321,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^mixed\d+$",
         weights_template="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_origin=_KERAS_APPS + "inception_v3/",
+        weights_hash="bcbd6486424b2319ff4ef7d526e38f63",
     ),
     BackboneSpec(
         id="inception_resnet_v2",
@@ -310,6 +335,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^(?:block\d+_\d+|mixed_\d[a-z])",
         weights_template="inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_origin=_KERAS_APPS + "inception_resnet_v2/",
+        weights_hash="d19885ff4a710c122648d3b5c3b684e4",
     ),
     BackboneSpec(
         id="densenet121",
@@ -323,6 +349,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^conv\d(?=_block)|^pool\d(?=_)",
         weights_template="densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_origin=_KERAS_APPS + "densenet/",
+        weights_hash="30ee3e1110167f948a6b9946edeeb738",
     ),
     BackboneSpec(
         id="densenet169",
@@ -336,6 +363,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"^conv\d(?=_block)|^pool\d(?=_)",
         weights_template="densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5",
         weights_origin=_KERAS_APPS + "densenet/",
+        weights_hash="b8c4d4c20dd625c148057b9ff1c1176b",
     ),
     BackboneSpec(
         id="convnext_tiny",
@@ -349,6 +377,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"stage_\d+_block_\d+|downsampling_block_\d+",
         weights_template="convnext_tiny_notop.h5",
         weights_origin=_KERAS_APPS + "convnext/",
+        weights_hash="d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
     ),
     BackboneSpec(
         id="convnext_small",
@@ -362,6 +391,7 @@ BACKBONES: tuple[BackboneSpec, ...] = (
         block_rule=r"stage_\d+_block_\d+|downsampling_block_\d+",
         weights_template="convnext_small_notop.h5",
         weights_origin=_KERAS_APPS + "convnext/",
+        weights_hash="6fc8009faa2f00c1c1dfce59feea9b0745eb260a7dd11bee65c8e20843da6eab",
     ),
 )
 
@@ -421,6 +451,8 @@ def weights_cached(spec: BackboneSpec, input_size: int | None = None) -> bool:
         input_size: Input side the weights are for; defaults to `spec.default_input_size`.
             It matters only for backbones with per-size weights (MobileNetV2).
 
+    It looks for the file only; `build_backbone` also checks its hash (which reads it all).
+
     Example:
         >>> weights_cached(get_backbone("vgg16"))  # doctest: +SKIP
         False
@@ -435,6 +467,7 @@ def build_backbone(
     weights: str | Path | None = None,
     *,
     download: bool = True,
+    load: bool = True,
 ) -> keras.Model:
     """Build the feature extractor of `spec`: no classification top, no pooling.
 
@@ -444,18 +477,24 @@ def build_backbone(
             `spec.default_input_size`. Must be at least `spec.min_input_size`.
         weights: ``None`` or ``"none"`` for random initialisation (training from scratch),
             ``"imagenet"`` for the pretrained weights, or the path of a weights file saved
-            from the same backbone (``.weights.h5``, or a Keras ``.h5``). Defaults to
-            ``None``.
+            from the same pretrained backbone (``.weights.h5``, or a Keras ``.h5``).
+            Defaults to ``None``.
         download: With ``weights="imagenet"`` and nothing in the cache, whether to
             download the file (progress goes to stderr, never stdout). Defaults to True.
+        load: Whether to load `weights`. False builds the architecture they call for with
+            random values and reads no file, for a caller that restores its own variables
+            (a resumed run): pretrained EfficientNet has one layer more than a scratch one.
+            Defaults to True.
 
     Returns:
         A functional `keras.Model` taking ``(input_size, input_size, 3)`` images,
-        preprocessed as `spec.preprocess` says.
+        preprocessed as `spec.preprocess` says. With weights, it is Keras's own
+        ``weights="imagenet"`` build of the application, so it computes what Keras's does.
 
     Raises:
         ConfigError: When `input_size` is out of range.
-        WeightsUnavailable: When the weights cannot be found, downloaded or loaded.
+        WeightsUnavailable: When the weights cannot be found, downloaded or loaded, or a
+            cached ImageNet file does not match the hash Keras publishes for it.
 
     Example:
         >>> model = build_backbone(get_backbone("mobilenet_v2"), 96)  # doctest: +SKIP
@@ -468,12 +507,11 @@ def build_backbone(
             f"Expected `input_size` to be an integer of at least {spec.min_input_size} "
             f"for backbone {spec.id!r}. Received: input_size={size!r}"
         )
-    source = _weights_source(spec, size, weights, download=download)
-    # No `name=`: Keras checks it against the weights on some applications (ConvNeXt).
-    model = spec.constructor()(include_top=False, weights=None, input_shape=(size, size, 3))
-    if source is not None:
-        _load_weights(model, spec, source)
-    return model
+    if weights is None or (isinstance(weights, str) and weights.lower() == "none"):
+        return spec.constructor()(include_top=False, weights=None, input_shape=(size, size, 3))
+    if not load:
+        return _pretrained_architecture(spec, size)
+    return _build_pretrained(spec, size, _weights_source(spec, size, weights, download=download))
 
 
 def backbones_table() -> list[dict[str, Any]]:
@@ -504,12 +542,8 @@ def backbones_table() -> list[dict[str, Any]]:
     ]
 
 
-def _weights_source(
-    spec: BackboneSpec, size: int, weights: str | Path | None, *, download: bool
-) -> Path | None:
-    """Resolve `weights` to a local file to load, or None for random initialisation."""
-    if weights is None or (isinstance(weights, str) and weights.lower() == "none"):
-        return None
+def _weights_source(spec: BackboneSpec, size: int, weights: str | Path, *, download: bool) -> Path:
+    """Resolve pretrained `weights` (``"imagenet"`` or a path) to a local file to load."""
     if isinstance(weights, str) and weights.lower() == "imagenet":
         return _imagenet_file(spec, size, download=download)
     path = Path(weights).expanduser()
@@ -523,13 +557,19 @@ def _weights_source(
 
 
 def _imagenet_file(spec: BackboneSpec, size: int, *, download: bool) -> Path:
-    """Return the cached ImageNet weights file, downloading it when allowed."""
+    """Return the cached ImageNet weights file, downloading it when allowed.
+
+    A cached file must match the hash Keras publishes for it; Keras itself would silently
+    download it again, here it is refused with the way out.
+    """
     file_name = spec.weights_file_for(size)
     cached = keras_models_dir() / file_name
+    source = f"{spec.weights_origin}{file_name}"
     if cached.is_file():
+        _check_weights_hash(spec, cached, source)
         return cached
     advice = (
-        f"Put {file_name} (from {spec.weights_origin}{file_name}) in {cached.parent}/, "
+        f"Put {file_name} (from {source}) in {cached.parent}/, "
         "set KERAS_HOME to a folder whose models/ holds it, or choose weights 'none' "
         "to train from scratch."
     )
@@ -539,35 +579,123 @@ def _imagenet_file(spec: BackboneSpec, size: int, *, download: bool) -> Path:
         )
     import keras
 
+    # Keras falls back to /tmp/.keras when the cache folder does not exist yet (not
+    # writable), where the file would not be found again.
+    cached.parent.mkdir(parents=True, exist_ok=True)
     try:
         # Keras prints download progress on stdout, which must stay clean for `--json`.
         with contextlib.redirect_stdout(sys.stderr):
             fetched = keras.utils.get_file(
                 file_name,
-                spec.weights_origin + file_name,
+                source,
                 cache_dir=str(cached.parent.parent),
                 cache_subdir="models",
+                file_hash=spec.weights_hash,
             )
     except Exception as exc:
+        # Offline, Keras raises a bare Exception("URL fetch failure ..."); a download that
+        # fails its hash, a ValueError.
         raise WeightsUnavailable(
             f"Cannot download the ImageNet weights of {spec.id!r} ({file_name}): {exc}. " + advice
         ) from exc
     return Path(fetched)
 
 
-def _load_weights(model: keras.Model, spec: BackboneSpec, path: Path) -> None:
-    """Load `path` into `model`, translating Keras errors into `WeightsUnavailable`."""
-    try:
-        # A mismatching file also triggers a warning per skipped layer group; the error
-        # raised below says it once.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.load_weights(str(path))
-    except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":. ")
+def _check_weights_hash(spec: BackboneSpec, path: Path, source: str) -> None:
+    """Raise `WeightsUnavailable` unless `path` has the hash Keras publishes for it."""
+    expected = spec.weights_hash
+    if expected is None:
+        return
+    # Keras's rule: a 64-digit hash is sha256, anything else md5.
+    algorithm = "sha256" if len(expected) == 64 else "md5"
+    with path.open("rb") as file:
+        found = hashlib.file_digest(file, algorithm).hexdigest()
+    if found != expected:
         raise WeightsUnavailable(
-            f"Cannot load the weights file {str(path)!r} into backbone {spec.id!r} "
-            f"({spec.keras_name}): {reason}. The file must hold weights saved from the "
-            f"same backbone without its top ({spec.keras_name}, include_top=False); "
-            "choose that backbone, another file, or weights 'none'."
-        ) from exc
+            f"The cached ImageNet weights of {spec.id!r} at {path} are not the file Keras "
+            f"publishes: its {algorithm} hash is {found}, expected {expected} (an "
+            "interrupted download, a damaged copy, or another file under that name). "
+            f"Delete it so that it is downloaded again, replace it with {source}, "
+            "or choose weights 'none' to train from scratch."
+        )
+
+
+# Serialises the builds that answer Keras's weights request (see `_build_pretrained`).
+_WEIGHTS_REQUEST_LOCK = threading.Lock()
+
+
+def _build_pretrained(spec: BackboneSpec, size: int, path: Path) -> keras.Model:
+    """Build Keras's own ``weights="imagenet"`` application of `spec`, loading `path`.
+
+    Keras's applications build part of their graph only when ``weights == "imagenet"``:
+    EfficientNet (v1) then adds ``Rescaling(1/sqrt(stddev))`` after its input
+    ``Normalization``, as the original weights expect, and a ``weights=None`` build given
+    the same file sees inputs about 2x too large, with no error. Rather than copy such
+    branches family by family, the application is built with ``weights="imagenet"`` and
+    its one request for the weights file (through ``keras.src.utils.file_utils.get_file``,
+    which every application calls) is answered with `path`, already resolved and checked.
+    The same architecture serves a user's file, saved from a pretrained backbone.
+
+    No ``name=`` is passed: EfficientNet names the weights file after the model and
+    ConvNeXt refuses ImageNet weights unless its name holds the variant.
+
+    Example:
+        >>> spec = get_backbone("efficientnet_b0")
+        >>> model = _build_pretrained(spec, 32, Path("b0.weights.h5"))  # doctest: +SKIP
+    """
+    from keras.src.utils import file_utils
+
+    expected = spec.weights_file_for(size)
+    keras_get_file = file_utils.get_file
+    builder = threading.get_ident()
+    asked = False
+
+    def answer_with_path(*args: Any, **kwargs: Any) -> str:
+        nonlocal asked
+        if threading.get_ident() != builder:
+            return keras_get_file(*args, **kwargs)
+        fname = args[0] if args else kwargs.get("fname")
+        if fname != expected:
+            raise RuntimeError(
+                f"Keras asked for the weights file {fname!r} where the registry row of "
+                f"{spec.id!r} says {expected!r}: update its weights_template."
+            )
+        asked = True
+        return str(path)
+
+    with _WEIGHTS_REQUEST_LOCK, warnings.catch_warnings():
+        # MobileNet warns that other sizes get the 224 px weights (the registry knows), and
+        # a mismatching file warns per layer group; the error raised below says it once.
+        warnings.simplefilter("ignore")
+        file_utils.get_file = answer_with_path
+        try:
+            return spec.constructor()(
+                include_top=False, weights="imagenet", input_shape=(size, size, 3)
+            )
+        except Exception as exc:
+            if not asked:
+                raise
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":. ")
+            raise WeightsUnavailable(
+                f"Cannot load the weights file {str(path)!r} into backbone {spec.id!r} "
+                f"({spec.keras_name}): {reason}. The file must hold weights saved from the "
+                f"same backbone without its top ({spec.keras_name}, include_top=False); "
+                "choose that backbone, another file, or weights 'none'."
+            ) from exc
+        finally:
+            file_utils.get_file = keras_get_file
+
+
+def _pretrained_architecture(spec: BackboneSpec, size: int) -> keras.Model:
+    """The pretrained build of `spec` holding random values: nothing is read or downloaded.
+
+    The pretrained graph only adds layers without variables, so a scratch build's weights
+    fit it; they are passed through a temporary file because that is what Keras loads.
+    """
+    import tempfile
+
+    scratch = spec.constructor()(include_top=False, weights=None, input_shape=(size, size, 3))
+    with tempfile.TemporaryDirectory(prefix="tl_core_backbone_") as folder:
+        path = Path(folder) / "scratch.weights.h5"
+        scratch.save_weights(path)
+        return _build_pretrained(spec, size, path)

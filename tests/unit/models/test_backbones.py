@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import re
 import subprocess
@@ -205,6 +207,80 @@ def test_failed_download_raises_weights_unavailable_and_keeps_stdout_clean(
     assert "Downloading data from" in captured.err
 
 
+def test_downloads_ask_keras_to_check_the_hash_it_publishes(empty_keras_home, monkeypatch):
+    asked = {}
+
+    def offline_get_file(fname, origin, **kwargs):
+        asked.update(kwargs)
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] offline")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline_get_file)
+    spec = get_backbone("efficientnet_b0")
+    with pytest.raises(WeightsUnavailable):
+        build_backbone(spec, 32, "imagenet")
+    assert asked["file_hash"] == spec.weights_hash == "50bc09e76180e00e4465e1a485ddc09d"
+
+
+def test_a_cached_file_with_the_wrong_hash_is_refused_without_downloading(empty_keras_home, capsys):
+    spec = get_backbone("mobilenet_v3_small")
+    models = empty_keras_home / "models"
+    models.mkdir(parents=True)
+    cached = models / spec.weights_file
+    cached.write_bytes(b"half a download")
+    with pytest.raises(WeightsUnavailable) as info:
+        build_backbone(spec, 32, "imagenet")
+    message = str(info.value)
+    assert str(cached) in message
+    assert f"md5 hash is {hashlib.md5(b'half a download').hexdigest()}" in message
+    assert f"expected {spec.weights_hash}" in message
+    assert "Delete it" in message and spec.weights_origin in message and "'none'" in message
+    assert cached.read_bytes() == b"half a download"
+    assert capsys.readouterr().out == ""
+
+
+def file_origin_spec(spec: BackboneSpec, folder, content: bytes) -> BackboneSpec:
+    """`spec` downloading from a local folder holding `content` as its weights file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / spec.weights_file).write_bytes(content)
+    return dataclasses.replace(spec, weights_origin=folder.as_uri() + "/")
+
+
+def test_a_download_failing_its_hash_is_refused_and_stdout_stays_clean(
+    tmp_path, monkeypatch, capsys
+):
+    # Keras's real `get_file`, reading a file:// origin: it prints "Downloading data from".
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    spec = get_backbone("mobilenet_v3_small")
+    served = file_origin_spec(spec, tmp_path / "server", b"not the published file")
+    with pytest.raises(WeightsUnavailable) as info:
+        build_backbone(served, 32, "imagenet")
+    assert "Incomplete or corrupted file detected" in str(info.value)
+    assert spec.weights_file in str(info.value)
+    captured = capsys.readouterr()
+    assert "Downloading data from" not in captured.out
+    assert captured.out == ""
+
+
+def test_a_download_with_the_published_hash_is_loaded(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    spec = get_backbone("mobilenet_v3_small")
+    source = small_backbone()
+    saved = tmp_path / spec.weights_file
+    # Keras caches ImageNet weights as legacy H5 files.
+    source.save(saved)
+    content = saved.read_bytes()
+    served = dataclasses.replace(
+        file_origin_spec(spec, tmp_path / "server", content),
+        weights_hash=hashlib.md5(content).hexdigest(),
+    )
+
+    model = build_backbone(served, 32, "imagenet")
+    for loaded, expected in zip(model.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(loaded, expected)
+    assert weights_cached(spec)
+    assert capsys.readouterr().out == ""
+
+
 def test_cached_imagenet_weights_load_without_network(empty_keras_home):
     spec = get_backbone("mobilenet_v2")
     source = build_backbone(spec, 96)
@@ -228,6 +304,20 @@ def test_weights_load_from_a_file_the_user_saved(tmp_path):
     model = build_backbone(spec, 64, path)
     for loaded, expected in zip(model.get_weights(), source.get_weights(), strict=True):
         np.testing.assert_array_equal(loaded, expected)
+
+
+def test_the_pretrained_architecture_builds_without_any_weights_file(empty_keras_home):
+    # A resumed run restores its own variables into the architecture its weights call for:
+    # pretrained EfficientNet has a variance-fix Rescaling that a scratch build lacks.
+    spec = get_backbone("efficientnet_b0")
+
+    def rescalings(model: keras.Model) -> int:
+        return sum(isinstance(layer, keras.layers.Rescaling) for layer in model.layers)
+
+    architecture = build_backbone(spec, 32, "imagenet", load=False)
+    assert rescalings(architecture) == rescalings(build_backbone(spec, 32)) + 1 == 2
+    assert architecture.count_params() == spec.params
+    assert not (empty_keras_home / "models").exists()
 
 
 def test_weights_from_another_backbone_raise_a_clear_error(tmp_path):
