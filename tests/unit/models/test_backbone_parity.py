@@ -14,9 +14,11 @@ import hashlib
 import warnings
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
+from keras.src.legacy.saving import legacy_h5_format
 from keras.src.utils import file_utils
 
 from tl_core.models.backbones import BackboneSpec, build_backbone, get_backbone, list_backbones
@@ -99,10 +101,11 @@ def keras_imagenet_stand_in(
 ) -> tuple[keras.Model, dict, Path]:
     """Keras's ImageNet build of `spec` with calibrated random weights, and their file.
 
-    The file is saved under the ImageNet file name in ``keras_home/models``, as Keras
-    caches it (legacy H5). The calibration runs on the ImageNet build itself: its graph is
-    not the ``weights=None`` one (that is the point of these tests). Returns the model,
-    what it asked Keras's `get_file` for, and the file, which holds the model's weights.
+    The file is saved under the ImageNet file name in ``keras_home/models``, in the
+    format of Keras's ImageNet files: weights-only legacy H5, read by layer order. The
+    calibration runs on the ImageNet build itself: its graph is not the ``weights=None``
+    one (that is the point of these tests). Returns the model, what it asked Keras's
+    `get_file` for, and the file, which holds the model's weights.
     """
     stand_in = keras_home / "models" / spec.weights_file_for(size)
     stand_in.parent.mkdir(parents=True)
@@ -111,7 +114,8 @@ def keras_imagenet_stand_in(
     scratch.save_weights(initial)
     model, requested = keras_imagenet_build(spec, size, initial, monkeypatch)
     calibrate_batch_norm(model, random_images(spec, size, 4))
-    model.save(stand_in)
+    with h5py.File(stand_in, "w") as file:
+        legacy_h5_format.save_weights_to_hdf5_group(file, model)
     return model, requested, stand_in
 
 
