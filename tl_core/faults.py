@@ -39,6 +39,6 @@ def fault_point(name: str) -> None:
     pattern, _, nth = spec.partition("@")
     if not fnmatch.fnmatchcase(name, pattern):
         return
-    _reached[name] += 1
-    if _reached[name] >= (int(nth) if nth.isdigit() else 1):
+    _reached[pattern] += 1  # a pattern counts every point it matches
+    if _reached[pattern] >= (int(nth) if nth.isdigit() else 1):
         os.kill(os.getpid(), signal.SIGKILL)

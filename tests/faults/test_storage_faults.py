@@ -16,7 +16,8 @@ from pathlib import Path
 from tests.faults.harness import KILLED, digest, epochs_once, new_run, tl_core, worker
 from tests.unit.engine_helpers import ROOT, cli_env, tl_core_command
 from tl_core.data import DatasetReport
-from tl_core.jobs.runs import list_runs, read_metrics, read_status, summarize_run
+from tl_core.jobs.queue import run_shown_state
+from tl_core.jobs.runs import list_runs, read_metrics, read_status
 
 _FILE_LIMIT = 4 << 20  # smaller than a MobileNetV2 checkpoint, larger than the run's notes
 
@@ -64,7 +65,7 @@ def test_a_corrupt_status_file_reads_as_interrupted_and_the_run_resumes(
     assert worker(home, root, fault="batch@4").returncode == KILLED
     (root / "status.json").write_text('{"state": "runn')
 
-    assert summarize_run(root.name, home).state == "interrupted"
+    assert run_shown_state(root.name, home=home) == "interrupted"
     assert [run.run_id for run in list_runs(home)] == [root.name]
 
     resumed = tl_core(home, "resume", str(root))
@@ -82,7 +83,7 @@ def test_a_truncated_metrics_line_is_skipped_by_readers_and_dropped_on_resume(
 
     epochs, _ = read_metrics(root)
     assert [e["epoch"] for e in epochs] == [1]
-    assert summarize_run(root.name, home).state == "interrupted"
+    assert run_shown_state(root.name, home=home) == "interrupted"
 
     resumed = tl_core(home, "resume", str(root))
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -17,7 +17,8 @@ from tests.faults.harness import KILLED, digest, epochs_once, new_run, tl_core, 
 from tl_core.analysis.background import Analysis, forget_analysis, request_analysis
 from tl_core.data import DatasetReport
 from tl_core.fsutil import lock_held
-from tl_core.jobs.runs import read_status, summarize_run
+from tl_core.jobs.queue import run_shown_state
+from tl_core.jobs.runs import read_status
 from tl_core.workspace import clean_staging
 
 
@@ -25,7 +26,7 @@ def _killed_then_resumed(home: Path, root: Path, fault: str, total: int) -> None
     killed = worker(home, root, fault=fault)
     assert killed.returncode == KILLED, killed.stderr[-2000:]
     assert not lock_held(root)
-    assert summarize_run(root.name, home).state == "interrupted"
+    assert run_shown_state(root.name, home=home) == "interrupted"
 
     resumed = tl_core(home, "resume", str(root), "--json")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -47,7 +48,7 @@ def test_a_worker_killed_while_writing_a_checkpoint_keeps_the_committed_one(
 ) -> None:
     root = new_run(home, dataset.dataset_id, epochs=3)
 
-    _killed_then_resumed(home, root, "before-rename:*checkpoint*@2", total=3)
+    _killed_then_resumed(home, root, "before-rename:epoch-*.npz@2", total=3)
 
 
 def test_a_worker_killed_between_phases_resumes_into_the_second_phase(

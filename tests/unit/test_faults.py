@@ -40,8 +40,9 @@ def test_a_named_point_kills_the_process_with_sigkill_the_nth_time() -> None:
     assert done.stdout.split() == ["1", "2"]
 
 
-def test_a_point_may_be_named_by_a_pattern() -> None:
+def test_a_point_may_be_named_by_a_pattern_that_counts_every_match() -> None:
     assert _run("ba*").stdout.split() == ["1"]
+    assert _run("b?tch@3").stdout.split() == ["1", "2", "3"]
 
 
 def test_other_points_and_an_unset_variable_do_nothing() -> None:

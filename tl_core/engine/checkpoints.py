@@ -77,6 +77,19 @@ def _layer_key(layer: keras.layers.Layer, seen: Counter[str]) -> str:
     return base if seen[base] == 1 else f"{base}_{seen[base] - 1}"
 
 
+def _sublayer_key(layer: keras.layers.Layer, seen: Counter[str]) -> str:
+    """`_layer_key`, except for a nested functional model: the backbone.
+
+    A Keras application names itself after its input size and weights
+    ("mobilenetv2_1.00_224" when built to load a weights file, "mobilenetv2_1.00_32" when
+    built empty for a resume), so the same run would not find its own variables again.
+    """
+    if isinstance(layer, keras.Model) and not isinstance(layer, keras.Sequential):
+        seen["<backbone>"] += 1
+        return "backbone" if seen["<backbone>"] == 1 else f"backbone_{seen['<backbone>'] - 1}"
+    return _layer_key(layer, seen)
+
+
 def _unique(key: str, keys: dict[str, keras.Variable]) -> str:
     """`key`, or ``key#n`` when a sibling already took it."""
     n, candidate = 1, key
@@ -100,7 +113,7 @@ def variable_keys(model: keras.Model) -> dict[str, keras.Variable]:
         if isinstance(layer, keras.Model):
             seen: Counter[str] = Counter()
             for sublayer in layer.layers:
-                visit(sublayer, f"{prefix}{_layer_key(sublayer, seen)}/")
+                visit(sublayer, f"{prefix}{_sublayer_key(sublayer, seen)}/")
             return
         for variable in layer.variables:
             keys[_unique(prefix + variable.name, keys)] = variable

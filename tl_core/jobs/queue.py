@@ -76,6 +76,7 @@ __all__ = [
     "queue_position",
     "request_stop",
     "resume",
+    "run_shown_state",
     "shown_state",
     "submit",
     "write_status_unless_written",
@@ -218,10 +219,34 @@ def shown_state(job_state: str | None, status: RunStatus | None, *, writing: boo
     if writing:
         return written if written is not None and written != "queued" else "running"
     if job_state is None:
-        return written or "queued"
+        # Not a queued job (a command-line run): "running" with no writer means its
+        # process died, since a worker takes the lock before it writes anything.
+        return "interrupted" if written == "running" else written or "queued"
     if job_state == "running" and written in FINAL_STATES:
         return written  # the worker wrote its end; the scheduler settles the job next
     return job_state
+
+
+def run_shown_state(run_id: str, *, home: Path | None = None) -> str:
+    """The state the pages show for `run_id`: the queue, ``status.json`` and the writer lock.
+
+    A ``status.json`` that exists but cannot be read (damaged on disk) counts as a run that
+    was running: with no writer it reads ``interrupted``, which the pages explain and offer
+    to resume.
+
+    Example:
+        >>> run_shown_state("20261123-131500-a1b2c3")  # doctest: +SKIP
+        'completed'
+    """
+    root = run_path(run_id, home)
+    status = read_status(root)
+    if status is None and RunFiles(root).status.exists():
+        status = RunStatus(state="running")
+    try:
+        job_state: str | None = get(run_id, home=home).state
+    except JobError:
+        job_state = None
+    return shown_state(job_state, status, writing=writer_alive(root))
 
 
 # --- the queue database ---------------------------------------------------------------------

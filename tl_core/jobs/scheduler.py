@@ -84,8 +84,8 @@ log = logging.getLogger("tl_core.jobs.scheduler")
 #: Set to N >= 1 to run N workers at once (default: one per visible GPU, one without a GPU).
 SLOTS_ENV = "TL_GPU_SLOTS"
 #: Seconds a claim may stay without a worker before it is queued again: a started worker
-#: takes its lock within seconds (Python start and the import of tl_core).
-CLAIM_GRACE_S = 60.0
+#: takes its lock within seconds (Python start and the import of tl_core, no TensorFlow).
+CLAIM_GRACE_S = 20.0
 
 _INTERRUPTED = (
     "The worker process ended before the run finished (it was killed, crashed, or the "
