@@ -182,9 +182,13 @@ def build_classifier(
         )
     spec = get_backbone(config.backbone)
     size = config.image_size or spec.default_input_size
-    weights = None if config.from_scratch or not load_weights else config.weights
+    # Every run, from scratch or resumed, builds the architecture Keras builds for ImageNet
+    # weights (EfficientNet adds a fixed input Rescaling only then): a backbone exported
+    # from any run then loads as a pretrained start into the same function.
+    weights = "imagenet" if config.from_scratch else config.weights
+    load = load_weights and not config.from_scratch
     keras.utils.set_random_seed(config.seed)
-    backbone = build_backbone(spec, size, weights, download=download)
+    backbone = build_backbone(spec, size, weights, download=download, load=load)
     if config.from_scratch:
         for layer in batch_norm_layers(backbone):
             layer.momentum = SCRATCH_BN_MOMENTUM

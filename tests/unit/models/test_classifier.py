@@ -347,3 +347,22 @@ def test_compile_uses_one_hot_labels_only_for_label_smoothing(
     assert isinstance(classifier.model.loss, loss_type)
     assert isinstance(classifier.model.optimizer, keras.optimizers.SGD)
     assert float(classifier.model.optimizer.learning_rate) == pytest.approx(0.05)
+
+
+def test_scratch_pretrained_and_resumed_builds_share_one_architecture() -> None:
+    from tl_core.config import RunConfig
+    from tl_core.models.classifier import build_classifier
+
+    def layer_classes(weights: str, load_weights: bool) -> list[str]:
+        config = RunConfig(
+            dataset_id="0" * 12, backbone="efficientnet_b0", weights=weights, image_size=32
+        )
+        built = build_classifier(config, ["a", "b"], load_weights=load_weights, download=False)
+        return [type(layer).__name__ for layer in built.backbone.layers]
+
+    scratch = layer_classes("none", load_weights=True)
+    resumed = layer_classes("imagenet", load_weights=False)
+
+    # EfficientNet's ImageNet build rescales its normalised input once more (1/sqrt(std)).
+    assert scratch == resumed
+    assert scratch[:4].count("Rescaling") == 2
