@@ -216,8 +216,10 @@ class RunConfig:
             backbone frozen (whatever ``freeze`` says), phase 2 unfreezes the top
             ``fine_tune_blocks`` blocks and trains ``fine_tune_epochs`` more epochs at
             ``learning_rate * fine_tune_lr_factor``.
-        early_stopping: stop a phase when validation loss has not improved for
-            ``patience`` epochs; ``restore_best`` keeps the best weights (default True).
+        early_stopping: stop a phase when the best epoch (highest validation accuracy,
+            ties to the lower validation loss) has not improved for ``patience`` epochs.
+        restore_best: end every phase on the weights of the best epoch so far, so the
+            saved model is the epoch the pages call best (default True).
         augmentation: any of `AUGMENTATIONS`; applied to training batches only.
         label_smoothing: 0 ≤ value < 1 (default 0).
         dropout: dropout before the classifier head, 0 ≤ value < 1 (default 0.2).

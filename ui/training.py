@@ -284,9 +284,11 @@ def _render_recipe(
     _field(
         "early_stopping",
         st.toggle,
-        "Stop early when validation loss stops improving",
+        "Stop early when validation accuracy stops improving",
         settings["early_stopping"],
-        help="Saves time and avoids overfitting when more epochs no longer help.",
+        help="Saves time and avoids overfitting when more epochs no longer help. Either way "
+        "the saved model is the best epoch: highest validation accuracy, ties to the lower "
+        "validation loss.",
     )
     if settings["early_stopping"]:
         _field(

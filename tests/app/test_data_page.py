@@ -16,6 +16,7 @@ from tests.app.conftest import APP
 from tl_core import DatasetReport, ingest_archive
 from tl_core.data import ingest_job
 from tl_core.data.ingest_job import IngestState, IngestTicket, ingest_state
+from tl_core.jobs import processes
 from ui import datasets, state
 
 ImageZip = Callable[..., bytes]
@@ -183,13 +184,13 @@ def test_two_sessions_uploading_the_same_zip_share_one_ingest(
     _arrive(app)
     _arrive(other)
     started: list[list[str]] = []
-    spawn = ingest_job.spawn_detached
+    spawn = processes.spawn_detached
 
     def counting_spawn(argv: list[str], **kwargs: object) -> object:
         started.append(argv)
         return spawn(argv, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ingest_job, "spawn_detached", counting_spawn)
+    monkeypatch.setattr(processes, "spawn_detached", counting_spawn)
     content = image_zip(SLOW_ZIP)
 
     _start_upload(app, "pets.zip", content)

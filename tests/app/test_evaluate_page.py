@@ -52,7 +52,7 @@ def no_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         started.append(argv)
         raise OSError("no processes in page tests")
 
-    monkeypatch.setattr("tl_core.analysis.background.spawn_detached", spawn)
+    monkeypatch.setattr("tl_core.jobs.processes.spawn_detached", spawn)
     yield
     assert not started, started
 

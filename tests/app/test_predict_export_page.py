@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import tl_core.analysis.background
 from tests.app.analysis_support import store_analysis
 from tests.app.run_support import fabricate_run, texts
 from tests.app.wizard_support import assert_no_exception, offline_app, plain, store_sample
@@ -251,7 +250,7 @@ def test_an_export_starts_only_when_asked_and_shows_that_it_runs(
         # analysis module keeps no reference to it once it reaps its children.
         return SimpleNamespace(pid=os.getpid(), poll=lambda: 0)
 
-    monkeypatch.setattr(tl_core.analysis.background, "spawn_detached", spawn)
+    monkeypatch.setattr("tl_core.jobs.processes.spawn_detached", spawn)
     _open(app)
     app.checkbox(key=view.INT8_CHECKBOX).check().run()
     assert [button.label for button in app.button if button.label.startswith("Export")] == [
@@ -286,7 +285,7 @@ def test_a_failed_export_says_why_without_any_server_path(
     def spawn(argv: list[str], **_: Any) -> None:
         raise AssertionError(f"a failed export is shown, not run again: {argv}")
 
-    monkeypatch.setattr(tl_core.analysis.background, "spawn_detached", spawn)
+    monkeypatch.setattr("tl_core.jobs.processes.spawn_detached", spawn)
     # Bad input: the export's own message, as the command reports it (exit 2).
     tflite = view.TFLITE_TARGET
     view.export_path(run_dir, tflite).mkdir(parents=True)

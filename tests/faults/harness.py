@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.unit.engine_helpers import ROOT, cli_env, epoch_lines, tiny_config, tl_core_command
+from tests.unit.engine_helpers import epoch_lines, run_tl_core, tiny_config
 from tl_core.jobs.runs import new_run_id, prepare_run, run_path
 
 KILLED = -signal.SIGKILL
@@ -22,21 +22,9 @@ def new_run(home: Path, dataset_id: str, **changes: Any) -> Path:
     return root
 
 
-def tl_core(
-    home: Path, *args: str, fault: str | None = None, timeout: float = 240, **popen: Any
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m tl_core ARGS`` in `home`, killed at `fault` when given."""
-    extra = {"TL_FAULT_AT": fault} if fault else {}
-    return subprocess.run(
-        tl_core_command(*args),
-        capture_output=True,
-        text=True,
-        env=cli_env(home, **extra),
-        cwd=ROOT,
-        timeout=timeout,
-        check=False,
-        **popen,
-    )
+def tl_core(home: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m tl_core ARGS`` in `home` to its end, killed at `fault` when given."""
+    return run_tl_core(*args, home=home, **({"TL_FAULT_AT": fault} if fault else {}))
 
 
 def worker(

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.faults.harness import KILLED, digest, epochs_once, new_run, tl_core, worker
+from tests.lock_support import lock_held_elsewhere
 from tests.unit.engine_helpers import ROOT, cli_env, tiny_config, tl_core_command
 from tl_core.data import DatasetReport
 from tl_core.errors import JobError
@@ -61,25 +61,13 @@ def test_a_server_killed_between_claim_and_spawn_leaves_a_job_that_runs_once(
     assert run_shown_state(run_id, home=home) == "completed"
 
 
-def _hold_writer_lock(root: Path) -> subprocess.Popen[bytes]:
-    script = (
-        "import time; from tl_core.fsutil import FolderLock\n"
-        f"lock = FolderLock({str(root)!r}); assert lock.acquire()\n"
-        "print('held', flush=True); time.sleep(120)\n"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE)
-    assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
-    return holder
-
-
 def test_resume_of_a_run_that_still_has_its_writer_is_refused_and_changes_nothing(
     home: Path, dataset: DatasetReport
 ) -> None:
     root = new_run(home, dataset.dataset_id, epochs=2)
     assert worker(home, root, fault="batch@4").returncode == KILLED
     before = digest(root)
-    holder = _hold_writer_lock(root)
-    try:
+    with lock_held_elsewhere(root):
         refused = tl_core(home, "resume", str(root))
         try:
             queue.resume(root.name, home=home)
@@ -87,11 +75,6 @@ def test_resume_of_a_run_that_still_has_its_writer_is_refused_and_changes_nothin
             queue_refusal = str(exc)
         else:
             queue_refusal = ""
-    finally:
-        holder.kill()
-        holder.wait()
-        assert holder.stdout is not None
-        holder.stdout.close()
 
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].startswith("error: ")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.lock_support import lock_held_elsewhere
 from tl_core.fsutil import (
     FolderLock,
     atomic_write,
@@ -72,29 +70,12 @@ def test_concurrent_writers_never_mix_their_content(tmp_path: Path) -> None:
     assert target.read_text() in texts
 
 
-def _hold_lock(folder: Path) -> subprocess.Popen[bytes]:
-    script = (
-        "import sys, time; from tl_core.fsutil import FolderLock\n"
-        f"lock = FolderLock({str(folder)!r}); assert lock.acquire()\n"
-        "print('held', flush=True); time.sleep(60)\n"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE)
-    assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
-    return holder
-
-
 def test_a_second_process_cannot_take_a_held_lock_until_the_holder_is_killed(
     tmp_path: Path,
 ) -> None:
-    holder = _hold_lock(tmp_path)
-    try:
+    with lock_held_elsewhere(tmp_path):
         assert lock_held(tmp_path)
         assert not FolderLock(tmp_path).acquire(timeout=0.1)
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
-        assert holder.stdout is not None
-        holder.stdout.close()
 
     assert not lock_held(tmp_path)
     with FolderLock(tmp_path) as lock:

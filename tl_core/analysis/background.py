@@ -39,9 +39,7 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -50,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_core.errors import JobError
-from tl_core.jobs.processes import process_alive, process_start_time, spawn_detached
+from tl_core.jobs.processes import process_alive, reap_children, spawn_tracked
 from tl_core.jobs.runs import RunFiles, read_json, write_json_atomic
 from tl_core.workspace import tl_home
 
@@ -83,8 +81,6 @@ _SLOT_POLL_S = 0.25
 
 #: Processes this process started, kept until they end so that they are reaped (no
 #: zombies in a long-lived web server) and not reported as leaked while still running.
-_children: list[subprocess.Popen[bytes]] = []
-_children_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -176,7 +172,7 @@ def request_analysis(run_dir: Path | str, args: Sequence[str], *, start: bool = 
     """
     run = Path(run_dir)
     paths = _paths(run, args)
-    _reap()
+    reap_children()
     for _ in range(2):  # a process may finish between the checks; look twice
         settled = _settled(paths)
         if settled is not None:
@@ -249,31 +245,17 @@ def _start(run: Path, args: list[str], paths: _Paths) -> Analysis:
     ]
     env = os.environ | {"TL_HOME": str(tl_home())}
     try:
-        with paths.log.open("ab") as log:
-            process = spawn_detached(argv, env=env, output=log)
+        spawn_tracked(
+            argv, env=env, log=paths.log, marker=paths.pid, started_at=started_at, args=args
+        )
     except OSError as exc:
         paths.pid.unlink(missing_ok=True)
         raise JobError(
-            f"Could not start a background process for {args[0]} ({exc}). Check that "
+            f"Could not start a background process for {args[0]} "
+            f"({exc.strerror or type(exc).__name__}). Check that "
             "this machine has free memory and process slots, then try again."
         ) from exc
-    with _children_lock:
-        _children.append(process)
-    write_json_atomic(
-        paths.pid,
-        {
-            "pid": process.pid,
-            "start_time": process_start_time(process.pid),
-            "started_at": started_at,
-            "args": args,
-        },
-    )
     return Analysis("running", started_at=started_at, log=paths.log)
-
-
-def _reap() -> None:
-    with _children_lock:
-        _children[:] = [child for child in _children if child.poll() is None]
 
 
 def _record_failure(paths: _Paths, exit_code: int, message: str) -> None:

@@ -33,7 +33,7 @@ def load_run_model(run_dir: Path) -> tuple[Any, list[str], int]:
     doc = read_json(files.config, {})
     if not files.model.is_file() or "class_names" not in doc:
         raise JobError(
-            f"{run_dir} has no trained model yet (model.keras is missing). "
+            f"Run {files.root.name} has no trained model yet (model.keras is missing). "
             "Wait for the run to finish, or resume it if it was interrupted."
         )
     model = keras.saving.load_model(files.model, compile=False)

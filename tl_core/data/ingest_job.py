@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -45,7 +44,7 @@ from typing import IO, Any
 from tl_core.data.archive import archive_id, discard_staging, ingest_archive
 from tl_core.errors import DataError, TLError
 from tl_core.fsutil import FolderLock, write_json_atomic
-from tl_core.jobs.processes import process_alive, process_start_time, spawn_detached
+from tl_core.jobs.processes import process_alive, reap_children, spawn_tracked
 from tl_core.workspace import datasets_dir, tl_home
 
 __all__ = [
@@ -75,8 +74,6 @@ _LOCK_TIMEOUT_S = 10.0
 
 #: Processes this process started, kept until they end so that they are reaped (no
 #: zombies in a long-lived web server, no warning about a child still running).
-_children: list[subprocess.Popen[bytes]] = []
-_children_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -212,7 +209,7 @@ def start_ingest(
         ) from exc
     paths = _Paths.of(ingest_folder(ticket, home=home))
     paths.folder.mkdir(parents=True, exist_ok=True)
-    _reap()
+    reap_children()
     with _locked(paths):
         marker = _marker(paths)
         if not _stored(ticket, home) and not (marker is not None and _alive(marker)):
@@ -236,7 +233,7 @@ def ingest_state(ticket: IngestTicket, *, home: Path | None = None) -> IngestSta
         'running'
     """
     paths = _Paths.of(ingest_folder(ticket, home=home))
-    _reap()
+    reap_children()
     for _ in range(2):  # the process may finish between the checks; look twice
         if _stored(ticket, home):
             return IngestState("ready")
@@ -366,30 +363,15 @@ def _launch(
     ]
     env = os.environ | {"TL_HOME": str(home or tl_home())}
     try:
-        with paths.log.open("ab") as log:
-            process = spawn_detached(argv, env=env, output=log)
+        spawn_tracked(argv, env=env, log=paths.log, marker=paths.pid, started_at=started_at)
     except OSError as exc:
         for path in (paths.archive, paths.pid):
             path.unlink(missing_ok=True)
         raise DataError(
-            f"Could not start reading {ticket.source_name!r} in a background process ({exc}). "
-            "Check that this machine has free memory and process slots, then upload it again."
+            f"Could not start reading {ticket.source_name!r} in a background process "
+            f"({exc.strerror or type(exc).__name__}). Check that this machine has free memory "
+            "and process slots, then upload it again."
         ) from exc
-    with _children_lock:
-        _children.append(process)
-    write_json_atomic(
-        paths.pid,
-        {
-            "pid": process.pid,
-            "start_time": process_start_time(process.pid),
-            "started_at": started_at,
-        },
-    )
-
-
-def _reap() -> None:
-    with _children_lock:
-        _children[:] = [child for child in _children if child.poll() is None]
 
 
 class _ProgressFile:

@@ -11,11 +11,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-__all__ = ["process_alive", "process_start_time", "spawn_detached"]
+from tl_core.fsutil import write_json_atomic
+
+__all__ = [
+    "process_alive",
+    "process_start_time",
+    "reap_children",
+    "spawn_detached",
+    "spawn_tracked",
+]
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -87,3 +96,44 @@ def spawn_detached(
         env=dict(env) | {"PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"},
         start_new_session=True,
     )
+
+
+_children: list[subprocess.Popen[bytes]] = []
+_children_lock = threading.Lock()
+
+
+def spawn_tracked(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log: Path,
+    marker: Path,
+    **facts: object,
+) -> subprocess.Popen[bytes]:
+    """Start `argv` detached (output appended to `log`) and write its pid `marker`.
+
+    The marker (``{"pid", "start_time", **facts}``, written atomically) is how any other
+    session or a restarted server tells later whether this process still lives
+    (`process_alive`). The child is also remembered, so that `reap_children` collects it
+    once it ends instead of leaving a zombie behind in this long-lived process.
+
+    Raises:
+        OSError: the process could not be started (no marker is written then).
+
+    Example:
+        >>> spawn_tracked([sys.executable, "-c", "pass"], env=os.environ, log=folder / "x.log",
+        ...               marker=folder / "x.pid", started_at=time.time())  # doctest: +SKIP
+    """
+    with log.open("ab") as output:
+        process = spawn_detached(argv, env=env, output=output)
+    with _children_lock:
+        _children.append(process)
+    doc = {"pid": process.pid, "start_time": process_start_time(process.pid), **facts}
+    write_json_atomic(marker, doc)
+    return process
+
+
+def reap_children() -> None:
+    """Collect the children `spawn_tracked` started that have ended."""
+    with _children_lock:
+        _children[:] = [child for child in _children if child.poll() is None]

@@ -20,6 +20,7 @@ from tests.helpers import class_folders, make_zip
 from tl_core.analysis import background as analysis
 from tl_core.analysis.background import Analysis, forget_analysis, request_analysis, result_path
 from tl_core.errors import JobError
+from tl_core.jobs import processes
 
 
 @pytest.fixture(autouse=True)
@@ -46,13 +47,13 @@ def pets_zip(tmp_path: Path) -> Path:
 def spawned(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
     """The command lines started, while still starting them for real."""
     calls: list[list[str]] = []
-    real = analysis.spawn_detached
+    real = processes.spawn_detached
 
     def counting(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
         calls.append(list(argv))
         return real(argv, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(analysis, "spawn_detached", counting)
+    monkeypatch.setattr(processes, "spawn_detached", counting)
     yield calls
 
 
