@@ -236,6 +236,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return main_worker(run_path(args.run_id), resume=args.resume, batch_size=args.batch_size)
 
 
+def _cmd_warm_worker(args: argparse.Namespace) -> int:
+    from tl_core.engine.warm import serve_one_job
+
+    return serve_one_job(Path(args.ready) if args.ready else None, sys.stdin)
+
+
 def _cmd_scheduler(args: argparse.Namespace) -> int:
     import time
 
@@ -501,6 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=None, help="override the config's batch size"
     )
     worker.set_defaults(handler=_cmd_worker)
+
+    warm = sub.add_parser(
+        "warm-worker",
+        help="(internal) import TensorFlow, then train the run named by one line on stdin",
+    )
+    warm.add_argument("--ready", default=None, help="file to create once the imports are done")
+    warm.set_defaults(handler=_cmd_warm_worker)
 
     scheduler = sub.add_parser("scheduler", help="start queued training jobs (foreground)")
     scheduler.add_argument("--once", action="store_true", help="one pass over the queue, then exit")

@@ -17,7 +17,7 @@ import streamlit as st
 
 from tl_core.jobs.queue import list_jobs, shown_state, writer_alive
 from tl_core.jobs.runs import read_status, run_path
-from tl_core.jobs.scheduler import Scheduler
+from tl_core.jobs.scheduler import LocalProcessRunner, Scheduler, warm_workers_enabled
 
 #: Seconds between scheduler ticks: how soon a queued run starts and an ended one settles.
 TICK_SECONDS = 1.0
@@ -28,9 +28,10 @@ def scheduler() -> Scheduler:
     """Return this server's scheduler, started on first use (``app.py`` calls it).
 
     Clearing Streamlit's resource cache stops it (running workers carry on), so that a
-    new one can take over the lock.
+    new one can take over the lock. Jobs start in warm workers (TensorFlow imported before
+    the click) unless ``TL_WARM_WORKERS=0``.
     """
-    running = Scheduler()
+    running = Scheduler(runner=LocalProcessRunner(warm=warm_workers_enabled()))
     running.start_background(interval=TICK_SECONDS)
     return running
 

@@ -26,6 +26,12 @@
   The grace period covers a worker that was started but had not yet taken its lock.
 - Workers start through a `Runner` (``submit``, ``status``, ``stop``): `LocalProcessRunner`
   runs subprocesses on this machine; a Ray cluster runner is planned behind the same calls.
+- *Warm workers* (`LocalProcessRunner` with ``warm=True``, the app's default; off with
+  ``TL_WARM_WORKERS=0``): the runner keeps, per slot, a process that has already imported
+  TensorFlow (`tl_core.engine.warm`), and a job on that slot runs in it: its pid is the
+  job's pid, it takes the writer lock like any worker, and it exits after that one job. A
+  runner with a ``keep_warm`` call gets it at every active tick, which replaces warm
+  workers that were used or died idle.
 
 Example:
     >>> Scheduler().start_background(interval=1.0)  # doctest: +SKIP
@@ -33,7 +39,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import logging
 import os
 import shlex
@@ -41,15 +49,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from tl_core.errors import ConfigError
 from tl_core.faults import fault_point
 from tl_core.jobs.devices import probe_devices
-from tl_core.jobs.processes import process_alive, process_start_time, spawn_detached
+from tl_core.jobs.processes import (
+    package_root,
+    process_alive,
+    process_start_time,
+    spawn_detached,
+)
 from tl_core.jobs.queue import (
     _NO_WORKER,
     Job,
@@ -72,17 +85,23 @@ __all__ = [
     "CLAIM_GRACE_S",
     "REATTACHED_NOTE",
     "SLOTS_ENV",
+    "WARM_ENV",
     "JobEvent",
     "LocalProcessRunner",
     "Runner",
     "Scheduler",
     "WorkerRef",
+    "warm_workers_enabled",
 ]
 
 log = logging.getLogger("tl_core.jobs.scheduler")
 
 #: Set to N >= 1 to run N workers at once (default: one per visible GPU, one without a GPU).
 SLOTS_ENV = "TL_GPU_SLOTS"
+#: Set to 0 to start every job in a fresh process (default: warm workers in the app).
+WARM_ENV = "TL_WARM_WORKERS"
+#: Warm workers that die during their imports before a slot stops getting new ones.
+WARM_START_ATTEMPTS = 3
 #: Seconds a claim may stay without a worker before it is queued again: a started worker
 #: takes its lock within seconds (Python start and the import of tl_core, no TensorFlow).
 CLAIM_GRACE_S = 20.0
@@ -152,12 +171,46 @@ class Runner(Protocol):
 # --- workers on this machine ---------------------------------------------------------------
 
 
+def warm_workers_enabled() -> bool:
+    """Whether the app keeps warm workers: yes unless ``TL_WARM_WORKERS`` is 0/false/no/off.
+
+    Example:
+        >>> warm_workers_enabled()  # doctest: +SKIP
+        True
+    """
+    return os.environ.get(WARM_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class _WarmWorker:
+    """An idle warm worker: its process (stdin is the pipe its job arrives on) and the
+    file it creates once TensorFlow is imported."""
+
+    process: subprocess.Popen[bytes]
+    ready: Path
+
+
+def _stamp(log_file: IO[bytes], message: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    log_file.write(f"{stamp} scheduler: {message}\n".encode())
+    log_file.flush()
+
+
 class LocalProcessRunner:
     """Runs each worker as a subprocess of this machine, in a session of its own.
 
     The worker is ``COMMAND RUN_ID [--resume] [--batch-size N]`` with stdout and stderr
     appended to the run's ``log.txt``, ``TL_HOME`` set to this workspace and, on a GPU
     machine, ``CUDA_VISIBLE_DEVICES`` set to the GPU of the job's slot (`device_for`).
+
+    With ``warm=True``, `keep_warm` keeps one *warm worker* per slot (``WARM_COMMAND
+    --ready FILE``: TensorFlow imported, the slot's ``CUDA_VISIBLE_DEVICES`` set, waiting
+    on a stdin pipe), and `submit` sends a job on that slot down the pipe instead of
+    starting a process: the job then starts without TensorFlow's import time (about 4.5 s
+    on two CPU cores). The warm worker becomes the job's worker (same pid, same lock, same
+    log) and exits after it, so no memory or state of one run reaches the next. Without a
+    live warm worker on the slot, or when its pipe is broken, the job starts cold. An idle
+    warm worker reads end-of-file and exits when this process ends or `close` is called.
 
     Args:
         home: the workspace root (default ``TL_HOME``).
@@ -166,6 +219,10 @@ class LocalProcessRunner:
         gpus: the GPUs to spread workers over: their ``CUDA_VISIBLE_DEVICES`` names, or a
             count N for ``"0"`` … ``"N-1"`` (default: the GPUs `probe_devices` finds, as
             this process's ``CUDA_VISIBLE_DEVICES`` allows; 0 = CPU).
+        warm: keep a warm worker per slot (default False; the app passes
+            `warm_workers_enabled`).
+        warm_command: the warm worker command (default
+            ``[sys.executable, "-m", "tl_core", "warm-worker"]``); tests pass a fake.
 
     Example:
         >>> runner = LocalProcessRunner(command=["python", "fake.py"], gpus=0)  # doctest: +SKIP
@@ -178,11 +235,21 @@ class LocalProcessRunner:
         *,
         command: Sequence[str] | None = None,
         gpus: int | Sequence[str] | None = None,
+        warm: bool = False,
+        warm_command: Sequence[str] | None = None,
     ) -> None:
         self.home = _home(home)
         self.command = (
             list(command) if command is not None else [sys.executable, "-m", "tl_core", "worker"]
         )
+        self.warm = warm
+        self.warm_command = (
+            list(warm_command)
+            if warm_command is not None
+            else [sys.executable, "-m", "tl_core", "warm-worker"]
+        )
+        self._warm: dict[int, _WarmWorker] = {}
+        self._failed_starts: dict[int, int] = {}
         if gpus is None:
             self.devices: tuple[str, ...] = probe_devices().ids
         elif isinstance(gpus, int):
@@ -207,28 +274,135 @@ class LocalProcessRunner:
         return self.devices[slot % len(self.devices)] if self.devices else None
 
     def submit(self, job: Job) -> WorkerRef:
-        """Start the worker of `job` and return its pid.
+        """Start the worker of `job` (in the slot's warm worker when one lives); return its pid.
 
         Raises:
             OSError: when the command cannot be started.
         """
         files = RunFiles(run_path(job.run_id, self.home))
-        argv = [*self.command, job.run_id]
+        args = [job.run_id]
         if job.resume:
-            argv.append("--resume")
+            args.append("--resume")
         if job.batch_size_override is not None:
-            argv += ["--batch-size", str(job.batch_size_override)]
-        env = os.environ | {"TL_HOME": str(self.home)}
-        device = self.device_for(job.slot) if job.slot is not None else None
-        if device is not None:
-            env["CUDA_VISIBLE_DEVICES"] = device
-        with files.log.open("ab") as log_file:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            log_file.write(f"{stamp} scheduler: starting {shlex.join(argv)}\n".encode())
-            log_file.flush()
-            process = spawn_detached(argv, env=env, output=log_file)
+            args += ["--batch-size", str(job.batch_size_override)]
+        process = self._hand_to_warm(job.slot, args, files.log)
+        if process is None:
+            argv = [*self.command, *args]
+            with files.log.open("ab") as log_file:
+                _stamp(log_file, f"starting {shlex.join(argv)}")
+                process = spawn_detached(argv, env=self._env(job.slot), output=log_file)
         self._workers[job.run_id] = process
         return WorkerRef(process.pid, process_start_time(process.pid))
+
+    def _env(self, slot: int | None) -> dict[str, str]:
+        env = os.environ | {"TL_HOME": str(self.home)}
+        device = self.device_for(slot) if slot is not None else None
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        return env
+
+    # --- warm workers ----------------------------------------------------------------------
+
+    def keep_warm(self, slots: Iterable[int]) -> None:
+        """Start a warm worker on each of `slots` that has none live (used, or died idle).
+
+        Does nothing unless the runner was made with ``warm=True``. The scheduler calls it
+        at every tick while it is active.
+
+        Example:
+            >>> LocalProcessRunner(warm=True, gpus=0).keep_warm(range(1))  # doctest: +SKIP
+        """
+        if not self.warm:
+            return
+        for slot in slots:
+            current = self._warm.get(slot)
+            if current is not None and current.process.poll() is None:
+                if current.ready.exists():
+                    self._failed_starts.pop(slot, None)  # the command works
+                continue
+            if current is not None:  # died idle
+                if not current.ready.exists():  # before its imports ended: a broken start
+                    self._failed_starts[slot] = self._failed_starts.get(slot, 0) + 1
+                self._end_idle(current)
+            if self._failed_starts.get(slot, 0) >= WARM_START_ATTEMPTS:
+                continue  # a crash loop helps nobody; jobs on this slot start cold
+            try:
+                self._warm[slot] = self._start_warm(slot)
+            except OSError:
+                log.exception("could not start a warm worker on slot %d; jobs start cold", slot)
+                self._warm.pop(slot, None)
+
+    def warm_worker(self, slot: int) -> WorkerRef | None:
+        """The idle warm worker of `slot` that has finished its imports, or ``None``.
+
+        Example:
+            >>> runner.warm_worker(0)  # doctest: +SKIP
+            WorkerRef(pid=4242, pid_start=1234567)
+        """
+        warm = self._warm.get(slot)
+        if warm is None or warm.process.poll() is not None or not warm.ready.exists():
+            return None
+        return WorkerRef(warm.process.pid, process_start_time(warm.process.pid))
+
+    def close(self) -> None:
+        """End the idle warm workers; jobs already handed to one carry on.
+
+        Example:
+            >>> runner.close()  # doctest: +SKIP
+        """
+        while self._warm:
+            _, warm = self._warm.popitem()
+            self._end_idle(warm)
+
+    def _start_warm(self, slot: int) -> _WarmWorker:
+        folder = self.home / "workers"
+        folder.mkdir(parents=True, exist_ok=True)
+        ready = folder / f"slot-{slot}-{os.urandom(4).hex()}.ready"
+        env = self._env(slot)  # CUDA_VISIBLE_DEVICES now: TensorFlow reads it at import
+        python_path = os.pathsep.join(filter(None, [package_root(), env.get("PYTHONPATH")]))
+        with (folder / f"slot-{slot}.log").open("ab") as log_file:
+            process = subprocess.Popen(
+                [*self.warm_command, "--ready", str(ready)],
+                stdin=subprocess.PIPE,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env | {"PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"},
+                # Its own session, like a cold worker: once busy it outlives this process.
+                start_new_session=True,
+            )
+        return _WarmWorker(process, ready)
+
+    def _hand_to_warm(
+        self, slot: int | None, args: list[str], log_path: Path
+    ) -> subprocess.Popen[bytes] | None:
+        """Send the job to the warm worker of `slot`; ``None`` when there is none to take it."""
+        warm = self._warm.pop(slot, None) if self.warm and slot is not None else None
+        if warm is None:
+            return None
+        if warm.process.poll() is not None or warm.process.stdin is None:
+            self._end_idle(warm)  # died idle: reap it and drop its ready sign
+            return None
+        request = json.dumps({"args": args, "log": str(log_path)}) + "\n"
+        with log_path.open("ab") as log_file:
+            _stamp(log_file, f"worker {shlex.join(args)} runs in warm worker {warm.process.pid}")
+        try:
+            warm.process.stdin.write(request.encode())
+            warm.process.stdin.close()
+        except OSError:  # it died just now (broken pipe): a cold start takes over
+            self._end_idle(warm)
+            return None
+        return warm.process
+
+    @staticmethod
+    def _end_idle(warm: _WarmWorker) -> None:
+        with contextlib.suppress(OSError):
+            if warm.process.stdin is not None:
+                warm.process.stdin.close()
+        if warm.process.poll() is None:
+            warm.process.kill()  # idle: it holds no lock and has written nothing
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            warm.process.wait(timeout=5)
+        warm.ready.unlink(missing_ok=True)
 
     def status(self, job: Job) -> str:
         """Return ``"running"`` or ``"exited"``; workers of other processes are checked by pid."""
@@ -328,6 +502,9 @@ class Scheduler:
                     clean_staging(self.home)
                 self._watch_running(recovering=not was_active)
                 self._start_queued()
+                keep_warm = getattr(self.runner, "keep_warm", None)
+                if keep_warm is not None:  # an optional call: other runners have no warm workers
+                    keep_warm(range(self.slots))
             return self._changes()
 
     def start_background(self, interval: float = 1.0) -> None:
@@ -354,6 +531,9 @@ class Scheduler:
             self._thread.join()
             self._thread = None
         with self._tick_lock:
+            close = getattr(self.runner, "close", None)
+            if close is not None:  # idle warm workers go; busy ones are workers and carry on
+                close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)  # closing the descriptor releases the flock
                 self._lock_fd = None
