@@ -1,4 +1,4 @@
-"""``python -m bench faults|ingest|trainer|ui [options]``: run one bench, print one JSON."""
+"""``python -m bench fast|faults|ingest|trainer|ui [options]``: run one bench, print one JSON."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from bench import faults, ingest, trainer, ui
+from bench import fast, faults, ingest, trainer, ui
 
-BENCHES = {"faults": faults, "ingest": ingest, "trainer": trainer, "ui": ui}
+BENCHES = {"fast": fast, "faults": faults, "ingest": ingest, "trainer": trainer, "ui": ui}
 
 
 def main(argv: list[str] | None = None) -> int:
