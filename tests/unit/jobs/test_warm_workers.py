@@ -93,11 +93,17 @@ def warm_starts() -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def ready_warm_worker(scheduler: Scheduler, slot: int = 0) -> WorkerRef:
-    """Tick `scheduler` until the warm worker of `slot` has done its imports; return it."""
+def ready_warm_worker(scheduler: Scheduler, slot: int = 0, *, not_pid: int = 0) -> WorkerRef:
+    """Tick `scheduler` until a warm worker of `slot` (not `not_pid`) has done its imports;
+    return it."""
     runner = scheduler.runner
     assert isinstance(runner, LocalProcessRunner)
-    wait_for(lambda: runner.warm_worker(slot) is not None, scheduler)
+
+    def ready() -> bool:
+        warm = runner.warm_worker(slot)
+        return warm is not None and warm.pid != not_pid
+
+    wait_for(ready, scheduler)
     warm = runner.warm_worker(slot)
     assert warm is not None
     return warm
@@ -171,8 +177,8 @@ def test_a_warm_worker_that_dies_idle_is_replaced(
 
     os.killpg(first.pid, signal.SIGKILL)
 
-    second = ready_warm_worker(scheduler)
-    assert second.pid != first.pid
+    second = ready_warm_worker(scheduler, not_pid=first.pid)
+    assert [start["pid"] for start in warm_starts()] == [first.pid, second.pid]
 
 
 def test_a_job_starts_cold_when_its_slot_has_no_live_warm_worker(
