@@ -109,6 +109,15 @@ def ready_warm_worker(scheduler: Scheduler, slot: int = 0, *, not_pid: int = 0) 
     return warm
 
 
+def job_in_warm_worker(scheduler: Scheduler) -> tuple[str, WorkerRef]:
+    """Submit a job once a warm worker is ready and tick until that worker runs it."""
+    warm = ready_warm_worker(scheduler)
+    run_id = jobs.submit(CONFIG)
+    scheduler.tick()
+    wait_for(lambda: worker_calls(run_id) != [])
+    return run_id, warm
+
+
 def test_a_job_runs_in_the_warm_worker_started_before_it_and_a_new_one_is_started(
     make_warm_scheduler: Callable[..., Scheduler],
 ) -> None:
@@ -130,10 +139,7 @@ def test_stop_ends_a_job_that_runs_in_a_warm_worker(
     make_warm_scheduler: Callable[..., Scheduler],
 ) -> None:
     scheduler = make_warm_scheduler("wait")
-    ready_warm_worker(scheduler)
-    run_id = jobs.submit(CONFIG)
-    scheduler.tick()
-    wait_for(lambda: worker_calls(run_id) != [])
+    run_id, _ = job_in_warm_worker(scheduler)
 
     jobs.request_stop(run_id)
 
@@ -156,10 +162,7 @@ def test_a_killed_busy_warm_worker_leaves_its_run_interrupted_and_resumable(
     make_warm_scheduler: Callable[..., Scheduler],
 ) -> None:
     scheduler = make_warm_scheduler("wait")
-    warm = ready_warm_worker(scheduler)
-    run_id = jobs.submit(CONFIG)
-    scheduler.tick()
-    wait_for(lambda: worker_calls(run_id) != [])
+    run_id, warm = job_in_warm_worker(scheduler)
 
     os.killpg(warm.pid, signal.SIGKILL)
 
