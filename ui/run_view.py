@@ -2,17 +2,25 @@
 
 Everything shown is read from the run directory (`tl_core.jobs.runs`) and the queue
 (`tl_core.jobs.queue`): the worker writes, this module reads, and its buttons only ask the
-queue to stop or resume the run. While the run is queued or
-running, the view is an ``st.fragment`` that redraws itself every `POLL_SECONDS`; when the
-run's state changes it reruns the whole app once (so the sidebar and the buttons follow),
-and a run in a final state is drawn once, without polling. On the Train page the latest
-earlier runs on its dataset are drawn faintly behind its curves ("ghosts",
+queue to stop or resume the run.
+
+The page draws the run's header (name, state, Stop or Resume) and its curves. While the run
+is queued or running, an ``st.fragment`` between them polls every `POLL_SECONDS` and draws
+only the progress (or the queue position): a poll that finds the run's files unchanged
+(`tl_core.jobs.runs.run_files_signature`, three ``stat`` calls) reads nothing and redraws
+that small part from what it read before. A new epoch line reruns the whole app once, which
+draws the curves again; so does a change of the run's state (so the sidebar and the buttons
+follow). A run in a final state is drawn once, without polling. On the Train page the
+latest earlier runs on its dataset are drawn faintly behind its curves ("ghosts",
 `tl_core.analysis.compare.ghost_curves`), read at most every `GHOST_TTL_SECONDS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import gc
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +49,7 @@ from tl_core.jobs.runs import (
     RunSummary,
     read_json,
     read_status,
+    run_files_signature,
     run_path,
     summarize_run,
 )
@@ -50,9 +59,20 @@ from tl_core.viz.plots import training_curves_figure
 from ui import state
 from ui.errors import user_errors
 
-#: Seconds between redraws of a queued or running run. Half a second brings a new epoch
-#: from the metrics file to the screen within a second (``python -m bench ui``).
+#: Seconds between polls of a queued or running run whose files changed within the last
+#: `IDLE_AFTER_SECONDS`. Half a second brings a new epoch from the metrics file to the
+#: screen within a second (``python -m bench ui``).
 POLL_SECONDS = 0.5
+#: Seconds between polls of a queued or running run whose files have not changed for
+#: `IDLE_AFTER_SECONDS` (a worker loading TensorFlow, a stalled worker, a queued run): a
+#: poll that reads nothing still costs the server ~9 ms of CPU on a 2-core machine. A
+#: worker writes batch lines at up to 2 Hz during an epoch, so the view is back to
+#: `POLL_SECONDS` before the epoch's own line arrives.
+IDLE_POLL_SECONDS = 2.0
+IDLE_AFTER_SECONDS = 10.0
+#: Seconds between full checks of the run's state (its status, the queue, the writer lock)
+#: while its files do not change: the queue and the lock change without a write to them.
+STATE_CHECK_SECONDS = 2.0
 #: Seconds for which the earlier runs drawn behind a training run are reused before
 #: they are read again (a run elsewhere may have finished an epoch meanwhile).
 GHOST_TTL_SECONDS = 10
@@ -126,11 +146,37 @@ def render_run(run_id: str, *, ghosts: bool = False) -> None:
             (default False; the Train page's yardstick).
 
     Raises `TLError` when the id is malformed or names no run.
+
+    Example:
+        >>> render_run("20261123-131500-a1b2c3", ghosts=True)  # doctest: +SKIP
     """
     summarize_run(run_id)  # raises for an id that names no run
+    _freeze_long_lived_objects()
     states = _states(run_id)
     active = states.shown in ACTIVE_STATES or states.job in ACTIVE_STATES or states.writing
-    st.fragment(_live_run, run_every=POLL_SECONDS if active else None)(run_id, states, ghosts)
+    epochs, _ = _follower(run_id, str(tl_home())).read()
+    summary = dataclasses.replace(summarize_run(run_id, epochs=epochs), state=states.shown)
+    _render_header(run_id, summary, states)
+    st.session_state.pop(_seen_key(run_id), None)  # a full run draws everything again
+    poll = _poll_seconds(run_id) if active else None
+    st.fragment(_live_run, run_every=poll)(run_id, states, _epochs_key(epochs), poll)
+    _render_curves(run_id, summary, epochs, with_ghosts=ghosts)
+
+
+@functools.cache
+def _freeze_long_lived_objects() -> None:
+    """Exempt the server's long-lived objects from garbage collection, once per process.
+
+    Streamlit calls ``gc.collect(2)`` after every script run, each poll of a fragment
+    included (its ``runner.postScriptGC`` option). With streamlit, plotly and pandas
+    loaded (~120k objects) one collection took 40-70 ms on a 2-core machine: more than
+    all the rest of a poll, ~0.13 of a core per watching tab at two polls a second. Frozen
+    objects (modules, registries, caches: they live as long as the process) are skipped,
+    and a collection takes well under a millisecond. The first collection keeps garbage
+    from being frozen.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass(frozen=True)
@@ -139,13 +185,14 @@ class _States:
 
     ``shown``: the state to show (`tl_core.jobs.queue.shown_state`); ``job`` and ``note``:
     the queue's state and note (``None``: not a queued job); ``writing``: a worker holds the
-    run's writer lock.
+    run's writer lock; ``stopping``: a stop was asked for (the stop flag is up).
     """
 
     shown: str
     job: str | None
     note: str | None
     writing: bool
+    stopping: bool
 
 
 def _states(run_id: str) -> _States:
@@ -163,54 +210,150 @@ def _states(run_id: str) -> _States:
     except JobError:
         job = None
     job_state, note = (job.state, job.note) if job is not None else (None, None)
-    return _States(shown_state(job_state, status, writing=writing), job_state, note, writing)
+    stopping = RunFiles(root).stop_flag.exists()
+    shown = shown_state(job_state, status, writing=writing)
+    return _States(shown, job_state, note, writing, stopping)
 
 
-def _live_run(run_id: str, drawn: _States, with_ghosts: bool) -> None:
-    """The fragment's body: redrawn from disk on every tick (cheap for a finished run)."""
+def _epochs_key(epochs: list[dict[str, Any]]) -> tuple[int, float | None]:
+    """What tells the curves apart: the number of epoch lines and the last one's time (a
+    resumed run may rewrite its lines)."""
+    return len(epochs), epochs[-1].get("time") if epochs else None
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the live view read at its last full check, redrawn by polls that find the run's
+    files unchanged."""
+
+    signature: tuple[Any, ...]
+    checked_at: float
+    summary: RunSummary
+    epochs: list[dict[str, Any]]
+    last_batch: dict[str, Any] | None
+    batch_size: int | None
+
+
+def _seen_key(run_id: str) -> str:
+    return f"_run_view_seen_{run_id}"
+
+
+@dataclass(frozen=True)
+class _Activity:
+    """The run's files as last seen by this session, and when they last changed."""
+
+    signature: tuple[Any, ...]
+    changed_at: float
+
+
+def _activity_key(run_id: str) -> str:
+    return f"_run_view_activity_{run_id}"
+
+
+def _poll_seconds(run_id: str) -> float:
+    """`POLL_SECONDS` while the run's files changed lately (or were never seen), else
+    `IDLE_POLL_SECONDS`."""
+    activity = st.session_state.get(_activity_key(run_id))
+    if not isinstance(activity, _Activity):
+        return POLL_SECONDS
+    idle = time.monotonic() - activity.changed_at >= IDLE_AFTER_SECONDS
+    return IDLE_POLL_SECONDS if idle else POLL_SECONDS
+
+
+def _follow_activity(run_id: str, signature: tuple[Any, ...], poll: float | None) -> None:
+    """Note a change of the run's files; rerun the app when the polling should change pace
+    (a fragment's ``run_every`` is set by the run of the page that draws it)."""
+    key, now = _activity_key(run_id), time.monotonic()
+    activity = st.session_state.get(key)
+    if not isinstance(activity, _Activity) or activity.signature != signature:
+        st.session_state[key] = _Activity(signature, now)
+        if poll is not None and poll != POLL_SECONDS:
+            st.rerun(scope="app")
+    elif poll == POLL_SECONDS and now - activity.changed_at >= IDLE_AFTER_SECONDS:
+        st.rerun(scope="app")
+
+
+def _render_header(run_id: str, summary: RunSummary, states: _States) -> None:
+    """Name, state badge, Stop or Resume, and why the run looks unusual; all of it changes
+    only with `states`, which reruns the page."""
+    name_col, state_col, action_col = st.columns([6, 1, 1.5], vertical_alignment="center")
+    name_col.markdown(f"**Run {summary.run_id}** · {escape_markdown(describe_model(summary))}")
+    with state_col:
+        st.badge(summary.state, color=STATE_COLORS.get(summary.state, "gray"))
+    with action_col:
+        _render_action(run_id, states, finishing=summary.state in FINAL_STATES)
+    _render_writer_facts(states)
+
+
+def _live_run(
+    run_id: str, drawn: _States, drawn_epochs: tuple[int, float | None], poll: float | None
+) -> None:
+    """The fragment's body: the progress, the queue position or the result.
+
+    `poll`: the fragment's ``run_every`` (``None`` for a run in a final state). A poll
+    reads the run only when its files changed or `STATE_CHECK_SECONDS` passed; otherwise
+    it redraws what the last read found (a fragment run that draws nothing would clear
+    what it drew before, even in a container made outside the fragment).
+    """
     with user_errors():
-        if _states(run_id) != drawn:
-            # Queued → running → final: the buttons, the polling and the sidebar change.
-            st.rerun()
-        epochs, last_batch = _follower(run_id, str(tl_home())).read()
-        summary = dataclasses.replace(summarize_run(run_id, epochs=epochs), state=drawn.shown)
-        root = run_path(run_id)
-        name_col, state_col, action_col = st.columns([6, 1, 1.5], vertical_alignment="center")
-        name_col.markdown(f"**Run {summary.run_id}** · {escape_markdown(describe_model(summary))}")
-        with state_col:
-            st.badge(summary.state, color=STATE_COLORS.get(summary.state, "gray"))
-        with action_col:
-            _render_action(
-                run_id,
-                drawn,
-                stopping=RunFiles(root).stop_flag.exists(),
-                finishing=summary.state in FINAL_STATES,
-            )
-        _render_writer_facts(drawn)
-        if summary.state == "queued":
+        seen = _check(run_id, drawn, drawn_epochs, poll)
+        if seen.summary.state == "queued":
             _render_queue(run_id)
-        elif summary.state == "running":
-            _render_progress(root, summary, epochs, last_batch)
+        elif seen.summary.state == "running":
+            _render_progress(seen)
         else:
-            _render_result(summary)
-        last_time = epochs[-1].get("time") if epochs else None
-        ghosts = _ghosts(run_id, str(tl_home())) if with_ghosts else []
-        figure = _curves(
-            run_id,
-            len(epochs),
-            last_time,
-            summary.total_epochs or None,
-            tuple((label, len(lines)) for label, lines in ghosts),
-            epochs,
-            ghosts,
-        )
-        st.plotly_chart(
-            figure,
-            key=f"training_curves_{run_id}",
-            config={"displayModeBar": False},
-        )
-        if not epochs and summary.state in ACTIVE_STATES:
-            st.caption("The curves get their first points when epoch 1 ends.")
+            _render_result(seen.summary)
+
+
+def _check(
+    run_id: str, drawn: _States, drawn_epochs: tuple[int, float | None], poll: float | None
+) -> _Seen:
+    """Return what the run looks like now, read again only when its files changed or
+    `STATE_CHECK_SECONDS` passed; rerun the app when its state, its curves or the pace of
+    polling (`poll`: the fragment's interval) should change."""
+    root = run_path(run_id)
+    signature = run_files_signature(root)
+    _follow_activity(run_id, signature, poll)
+    now = time.monotonic()
+    seen = st.session_state.get(_seen_key(run_id))
+    if (
+        isinstance(seen, _Seen)
+        and seen.signature == signature
+        and now - seen.checked_at < STATE_CHECK_SECONDS
+    ):
+        return seen
+    if _states(run_id) != drawn:
+        # Queued → running → final, or a stop asked for: header, polling and sidebar change.
+        st.rerun()
+    epochs, last_batch = _follower(run_id, str(tl_home())).read()
+    if _epochs_key(epochs) != drawn_epochs:
+        # A new epoch line: the curves, drawn by the page outside this fragment, follow.
+        st.rerun(scope="app")
+    config = (read_json(RunFiles(root).config) or {}).get("config") or {}
+    summary = dataclasses.replace(summarize_run(run_id, epochs=epochs), state=drawn.shown)
+    seen = _Seen(signature, now, summary, epochs, last_batch, config.get("batch_size"))
+    st.session_state[_seen_key(run_id)] = seen
+    return seen
+
+
+def _render_curves(
+    run_id: str, summary: RunSummary, epochs: list[dict[str, Any]], *, with_ghosts: bool
+) -> None:
+    """The curves figure (shared between sessions, built once per epoch line)."""
+    ghosts = _ghosts(run_id, str(tl_home())) if with_ghosts else []
+    count, last_time = _epochs_key(epochs)
+    figure = _curves(
+        run_id,
+        count,
+        last_time,
+        summary.total_epochs or None,
+        tuple((label, len(lines)) for label, lines in ghosts),
+        epochs,
+        ghosts,
+    )
+    st.plotly_chart(figure, key=f"training_curves_{run_id}", config={"displayModeBar": False})
+    if not epochs and summary.state in ACTIVE_STATES:
+        st.caption("The curves get their first points when epoch 1 ends.")
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -248,15 +391,15 @@ def _curves(
     return training_curves_figure(_epochs, total_epochs, ghosts=_ghosts)
 
 
-def _render_action(run_id: str, states: _States, *, stopping: bool, finishing: bool) -> None:
+def _render_action(run_id: str, states: _States, *, finishing: bool) -> None:
     """Stop for a queued or running run, or one a worker still writes; Resume for a stopped
     or interrupted one that no worker writes (as the queue and the lock say, since it is
     the queue that acts on them, and a second writer is never started).
 
     `finishing`: the worker has written its final state and its process is ending (the
-    queue settles the job a few seconds later); `stopping`: a stop was asked for.
+    queue settles the job a few seconds later).
     """
-    run_state = states.job or states.shown
+    run_state, stopping = states.job or states.shown, states.stopping
     if run_state in ACTIVE_STATES or states.writing:
         label = "Finishing…" if finishing else "Stopping…" if stopping else "Stop"
         clicked = st.button(
@@ -340,15 +483,10 @@ def ordinal(number: int) -> str:
     return f"{number}{suffix}"
 
 
-def _render_progress(
-    root: Path,
-    summary: RunSummary,
-    epochs: list[dict[str, Any]],
-    last_batch: dict[str, Any] | None,
-) -> None:
-    config = (read_json(RunFiles(root).config) or {}).get("config") or {}
+def _render_progress(seen: _Seen) -> None:
+    summary = seen.summary
     progress = training_progress(
-        last_batch, epochs, summary.total_epochs, batch_size=config.get("batch_size")
+        seen.last_batch, seen.epochs, summary.total_epochs, batch_size=seen.batch_size
     )
     if progress is None:
         st.progress(0.0, text="Preparing: loading TensorFlow and building the model…")

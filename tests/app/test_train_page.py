@@ -30,7 +30,7 @@ from tl_core.jobs.queue import get, list_jobs, submit
 from tl_core.jobs.runs import RunFiles, read_json, run_path
 from tl_core.jobs.scheduler import Scheduler
 from tl_core.models.backbones import get_backbone
-from ui import state
+from ui import run_view, state
 
 PAGE = "pages/train.py"
 
@@ -109,7 +109,7 @@ def test_from_scratch_two_phases_are_off_with_the_run_configs_reason(
     assert reason in texts(app, "caption")
 
 
-def test_fast_head_training_is_offered_when_fine_tuning_no_blocks(
+def test_caching_is_offered_when_the_bottom_blocks_stay_frozen(
     app: AppTest, sample: DatasetReport, keras_home: Path
 ) -> None:
     (keras_home / "models" / get_backbone("mobilenet_v2").weights_file_for(64)).touch()
@@ -117,7 +117,7 @@ def test_fast_head_training_is_offered_when_fine_tuning_no_blocks(
     app.session_state[state.UNFREEZE_LAST] = 2
     _open(app, sample)
 
-    assert "fast_input" not in [toggle.key for toggle in app.toggle], "blocks train"
+    assert "fast_input" in [toggle.key for toggle in app.toggle], "the bottom stays frozen"
     app.toggle(key="two_phase_input").set_value(True).run()
 
     assert "fast_input" in [toggle.key for toggle in app.toggle], "phase 1 trains the head"
@@ -503,3 +503,57 @@ def test_golden_path_upload_backbone_layers_start_watch_stop(
     assert get(job.run_id).state == "stopped"
     assert any(text.startswith("Stopped: best validation accuracy") for text in texts(app, "info"))
     assert "Resume" in [b.label for b in app.button]
+
+
+def _count_figure_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the calls of the curves' figure builder; return the counter (one item a call)."""
+    calls: list[int] = []
+    build = run_view.training_curves_figure
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(run_view, "training_curves_figure", counting)
+    return calls
+
+
+def test_the_live_view_does_not_rebuild_the_curves_when_nothing_was_written(
+    app: AppTest,
+    sample: DatasetReport,
+    queue: tuple[Scheduler, FakeRunner],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    builds = _count_figure_builds(monkeypatch)
+    run_id = _running_run(sample, queue)
+    write_metrics(run_id, [epoch_line(1, 0.5)])
+    _open(app, sample, run_id)
+    assert len(builds) == 1
+
+    app.run()
+    write_metrics(run_id, [batch_line(2, 3, 8)])
+    app.run()
+
+    assert_no_exception(app)
+    assert len(builds) == 1, "no new epoch line, no new figure"
+    (bar,) = app.get("progress")
+    assert bar.proto.text.startswith("Epoch 2/10 · batch 3/8"), "batch lines move the bar"
+
+
+def test_the_live_view_rebuilds_the_curves_when_an_epoch_line_arrives(
+    app: AppTest,
+    sample: DatasetReport,
+    queue: tuple[Scheduler, FakeRunner],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    builds = _count_figure_builds(monkeypatch)
+    run_id = _running_run(sample, queue)
+    write_metrics(run_id, [epoch_line(1, 0.5)])
+    _open(app, sample, run_id)
+
+    write_metrics(run_id, [epoch_line(2, 0.75)])
+    app.run()
+
+    assert_no_exception(app)
+    assert len(builds) == 2
+    assert chart_traces(app)[1]["y"] == [0.5, 0.75]

@@ -53,6 +53,7 @@ __all__ = [
     "read_json",
     "read_metrics",
     "read_status",
+    "run_files_signature",
     "run_path",
     "runs_dir",
     "summarize_run",
@@ -470,6 +471,33 @@ class MetricsFollower:
                 else:
                     self._epochs.append(doc)
             return list(self._epochs), self._last_batch
+
+
+#: What `run_files_signature` gives for each of a run's live files: ``(inode, size,
+#: mtime_ns)``, or ``None`` while the file does not exist.
+_FileStamp = tuple[int, int, int] | None
+
+
+def run_files_signature(root: Path) -> tuple[_FileStamp, _FileStamp, _FileStamp]:
+    """Stamps of the files a live view shows: ``metrics.jsonl``, ``status.json`` and the
+    stop flag. Equal signatures mean nothing was written since (three ``stat`` calls, no
+    reading); the inode catches a file replaced atomically within one clock tick.
+
+    Example:
+        >>> before = run_files_signature(run_path(run_id))  # doctest: +SKIP
+        >>> run_files_signature(run_path(run_id)) == before  # doctest: +SKIP
+        True
+    """
+    files = RunFiles(root)
+    return _stamp(files.metrics), _stamp(files.status), _stamp(files.stop_flag)
+
+
+def _stamp(path: Path) -> _FileStamp:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def prepare_run(run_dir: Path, config: RunConfig, *, run_id: str | None = None) -> RunFiles:
