@@ -505,17 +505,26 @@ def test_golden_path_upload_backbone_layers_start_watch_stop(
     assert "Resume" in [b.label for b in app.button]
 
 
-def _count_figure_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the calls of the curves' figure builder; return the counter (one item a call)."""
-    calls: list[int] = []
+def _watch_one_epoch(
+    app: AppTest,
+    sample: DatasetReport,
+    queue: tuple[Scheduler, FakeRunner],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[str, list[int]]:
+    """Open a running run with one epoch line, counting the calls of the curves' figure
+    builder; return the run and the counter (one item a call)."""
+    builds: list[int] = []
     build = run_view.training_curves_figure
 
     def counting(*args: object, **kwargs: object) -> object:
-        calls.append(1)
+        builds.append(1)
         return build(*args, **kwargs)
 
     monkeypatch.setattr(run_view, "training_curves_figure", counting)
-    return calls
+    run_id = _running_run(sample, queue)
+    write_metrics(run_id, [epoch_line(1, 0.5)])
+    _open(app, sample, run_id)
+    return run_id, builds
 
 
 def test_the_live_view_does_not_rebuild_the_curves_when_nothing_was_written(
@@ -524,10 +533,7 @@ def test_the_live_view_does_not_rebuild_the_curves_when_nothing_was_written(
     queue: tuple[Scheduler, FakeRunner],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    builds = _count_figure_builds(monkeypatch)
-    run_id = _running_run(sample, queue)
-    write_metrics(run_id, [epoch_line(1, 0.5)])
-    _open(app, sample, run_id)
+    run_id, builds = _watch_one_epoch(app, sample, queue, monkeypatch)
     assert len(builds) == 1
 
     app.run()
@@ -546,10 +552,7 @@ def test_the_live_view_rebuilds_the_curves_when_an_epoch_line_arrives(
     queue: tuple[Scheduler, FakeRunner],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    builds = _count_figure_builds(monkeypatch)
-    run_id = _running_run(sample, queue)
-    write_metrics(run_id, [epoch_line(1, 0.5)])
-    _open(app, sample, run_id)
+    run_id, builds = _watch_one_epoch(app, sample, queue, monkeypatch)
 
     write_metrics(run_id, [epoch_line(2, 0.75)])
     app.run()
