@@ -560,3 +560,43 @@ def test_the_live_view_rebuilds_the_curves_when_an_epoch_line_arrives(
     assert_no_exception(app)
     assert len(builds) == 2
     assert chart_traces(app)[1]["y"] == [0.5, 0.75]
+
+
+class _Clock:
+    """A stand-in for the `time` module that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_polling_slows_while_nothing_is_written_and_speeds_up_at_the_next_line(
+    app: AppTest,
+    sample: DatasetReport,
+    queue: tuple[Scheduler, FakeRunner],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(run_view, "time", clock)
+    paces: list[float] = []
+    pace = run_view._poll_seconds
+
+    def recorded_pace(run_id: str) -> float:
+        paces.append(pace(run_id))
+        return paces[-1]
+
+    monkeypatch.setattr(run_view, "_poll_seconds", recorded_pace)
+    run_id, _ = _watch_one_epoch(app, sample, queue, monkeypatch)
+    assert paces[-1] == run_view.POLL_SECONDS
+
+    clock.now += run_view.IDLE_AFTER_SECONDS + 1
+    app.run()
+    assert paces[-1] == run_view.IDLE_POLL_SECONDS
+
+    write_metrics(run_id, [batch_line(2, 1, 8)])
+    app.run()
+
+    assert_no_exception(app)
+    assert paces[-1] == run_view.POLL_SECONDS
