@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import APP
+from tests.app.wizard_support import pending_ingest, settle_ingest
 from tl_core import DatasetReport, ingest_archive
 from tl_core.data import ingest_job
 from tl_core.data.ingest_job import IngestState, IngestTicket, ingest_state
@@ -22,7 +22,6 @@ from ui import datasets, state
 ImageZip = Callable[..., bytes]
 
 #: Seconds an ingest of a test zip may take in its background process.
-INGEST_TIMEOUT_S = 60.0
 #: Images in a zip whose ingest surely outlasts one run of the page (about 2 s here).
 SLOW_ZIP = {"cat": 1500, "dog": 1500}
 
@@ -32,32 +31,14 @@ def _plain(markdown: str) -> str:
     return markdown.replace("\\", "")
 
 
-def _pending(app: AppTest) -> IngestTicket | None:
-    """The ingest the session waits for, if any."""
-    if datasets.PENDING_INGEST not in app.session_state:
-        return None
-    return app.session_state[datasets.PENDING_INGEST]
-
-
 def _reading(app: AppTest) -> tuple[IngestTicket, int]:
     """The ingest the session waits for, which must be running: its ticket and pid."""
-    ticket = _pending(app)
+    ticket = pending_ingest(app)
     assert ticket is not None, "the page is not waiting for an ingest"
     reading = ingest_state(ticket)
     assert reading.state == "running", "the page waited for the ingest to finish"
     assert reading.pid is not None
     return ticket, reading.pid
-
-
-def _settle(app: AppTest) -> AppTest:
-    """Run the page until the ingest it waits for has ended, as its polling fragment would."""
-    deadline = time.monotonic() + INGEST_TIMEOUT_S
-    while _pending(app) is not None:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the ingest did not end within {INGEST_TIMEOUT_S} s")
-        time.sleep(0.05)
-        app.run()
-    return app
 
 
 def _start_upload(app: AppTest, name: str, content: bytes) -> AppTest:
@@ -68,12 +49,12 @@ def _start_upload(app: AppTest, name: str, content: bytes) -> AppTest:
 
 def _upload(app: AppTest, name: str, content: bytes) -> AppTest:
     """Upload a zip and wait until its ingest has ended."""
-    return _settle(_start_upload(app, name, content))
+    return settle_ingest(_start_upload(app, name, content))
 
 
 def _arrive(app: AppTest) -> AppTest:
     """A first visit: the page starts reading the sample; wait until it is stored."""
-    return _settle(app.run())
+    return settle_ingest(app.run())
 
 
 def _shown_dataset(app: AppTest) -> str:
@@ -171,7 +152,7 @@ def test_an_upload_is_read_in_the_background_with_its_progress_shown(
     assert app.session_state[state.DATASET_ID] == before
     assert _shown_dataset(app) == datasets.SAMPLE_ARCHIVE.name
 
-    _settle(app)
+    settle_ingest(app)
 
     assert _shown_dataset(app) == "big.zip"
     assert not app.get("progress")
@@ -195,8 +176,8 @@ def test_two_sessions_uploading_the_same_zip_share_one_ingest(
 
     _start_upload(app, "pets.zip", content)
     _start_upload(other, "same pets.zip", content)
-    _settle(app)
-    _settle(other)
+    settle_ingest(app)
+    settle_ingest(other)
 
     assert len(started) == 1
     assert app.session_state[state.DATASET_ID] == other.session_state[state.DATASET_ID]
@@ -212,7 +193,7 @@ def test_a_killed_ingest_says_so_and_try_again_reads_the_upload_again(
     ticket, pid = _reading(app)
 
     os.kill(pid, signal.SIGKILL)
-    _settle(app)
+    settle_ingest(app)
 
     _assert_no_exception(app)
     (error,) = app.error
@@ -221,7 +202,7 @@ def test_a_killed_ingest_says_so_and_try_again_reads_the_upload_again(
     assert _shown_dataset(app) == datasets.SAMPLE_ARCHIVE.name
 
     app.button(key=f"ingest_retry_{ticket.dataset_id}").click().run()
-    _settle(app)
+    settle_ingest(app)
 
     _assert_no_exception(app)
     assert not app.error
@@ -341,7 +322,7 @@ def test_a_bad_dataset_in_the_url_gets_a_friendly_message(
     assert any(w.startswith("The dataset named in this link cannot be opened") for w in warnings)
     assert any(message in w for w in warnings)
     # The page goes on as on a first visit, with the sample.
-    _settle(app)
+    settle_ingest(app)
     assert _shown_dataset(app) == datasets.SAMPLE_ARCHIVE.name
     assert app.query_params[state.DATASET_PARAM] == app.session_state[state.DATASET_ID]
 

@@ -23,7 +23,13 @@ from tests.app.run_support import (
     texts,
     write_metrics,
 )
-from tests.app.wizard_support import assert_no_exception, offline_app, seed_blocks, store_sample
+from tests.app.wizard_support import (
+    assert_no_exception,
+    offline_app,
+    seed_blocks,
+    settle_ingest,
+    store_sample,
+)
 from tl_core import DatasetReport
 from tl_core.config import RunConfig, unavailable_options
 from tl_core.jobs.queue import get, list_jobs, submit
@@ -470,6 +476,7 @@ def test_golden_path_upload_backbone_layers_start_watch_stop(
     app.file_uploader(key=state.UPLOADER).upload(
         "pets.zip", image_zip({"cat": 12, "dog": 12}), "application/zip"
     ).run()
+    settle_ingest(app)
     app.switch_page("pages/backbone.py").run()
     app.radio(key=state.WEIGHTS_PICKER).set_value("scratch").run()
     seed_blocks("mobilenet_v2", app.number_input(key=state.IMAGE_SIZE_INPUT).value)

@@ -9,6 +9,7 @@ import functools
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,25 @@ def open_page(app: AppTest, script: str, dataset: DatasetReport | None) -> AppTe
 def assert_no_exception(app: AppTest) -> None:
     """Fail with the messages of any exception the page showed."""
     assert not app.exception, [e.value for e in app.exception]
+
+
+#: How long a test waits for a background ingest (a process start and a small zip).
+INGEST_TIMEOUT_S = 60.0
+
+
+def pending_ingest(app: AppTest) -> Any:
+    """The ingest ticket the session waits for (`datasets.PENDING_INGEST`), if any."""
+    if datasets.PENDING_INGEST not in app.session_state:
+        return None
+    return app.session_state[datasets.PENDING_INGEST]
+
+
+def settle_ingest(app: AppTest) -> AppTest:
+    """Run the app until the ingest it waits for has ended, as its polling fragment would."""
+    deadline = time.monotonic() + INGEST_TIMEOUT_S
+    while pending_ingest(app) is not None:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the ingest did not end within {INGEST_TIMEOUT_S} s")
+        time.sleep(0.05)
+        app.run()
+    return app
