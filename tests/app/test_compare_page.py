@@ -17,6 +17,7 @@ from tests.app.run_support import FakeRunner, fabricate_run, texts, write_metric
 from tests.app.run_support import epoch_line as line
 from tests.app.wizard_support import assert_no_exception, offline_app
 from tl_core.analysis.ladder import list_ladders
+from tl_core.fsutil import FolderLock
 from tl_core.jobs.queue import list_jobs
 from tl_core.jobs.runs import RunFiles, read_json, run_path, write_json_atomic
 from tl_core.jobs.scheduler import Scheduler
@@ -119,21 +120,23 @@ def test_training_curves_can_be_added_and_runs_chosen(app: AppTest) -> None:
     fabricate_run(OLD_RUN, state="completed", val_accuracies=(0.5,), created=1_000.0)
     fabricate_run(MID_RUN, state="completed", val_accuracies=(0.6,), created=2_000.0)
     fabricate_run(NEW_RUN, state="running", val_accuracies=(0.7,), created=3_000.0)
-    app.session_state[state.DATASET_ID] = "0123456789ab"
-    _open(app)
-    assert app.multiselect(key=compare_view.RUN_SELECT).value == [MID_RUN, OLD_RUN]
+    # A running run has a live worker: it holds the run's writer lock.
+    with FolderLock(run_path(NEW_RUN)):
+        app.session_state[state.DATASET_ID] = "0123456789ab"
+        _open(app)
+        assert app.multiselect(key=compare_view.RUN_SELECT).value == [MID_RUN, OLD_RUN]
 
-    app.toggle(key=compare_view.SHOW_TRAINING).set_value(True).run()
-    app.multiselect(key=compare_view.RUN_SELECT).select(NEW_RUN).run()
+        app.toggle(key=compare_view.SHOW_TRAINING).set_value(True).run()
+        app.multiselect(key=compare_view.RUN_SELECT).select(NEW_RUN).run()
 
-    assert_no_exception(app)
-    curves = _traces(app, "compare_curves")
-    assert len(curves) == 12, "validation and training, accuracy and loss, for 3 runs"
-    assert [trace["line"].get("dash") for trace in curves[:4]] == [None, None, "dash", "dash"]
+        assert_no_exception(app)
+        curves = _traces(app, "compare_curves")
+        assert len(curves) == 12, "validation and training, accuracy and loss, for 3 runs"
+        assert [trace["line"].get("dash") for trace in curves[:4]] == [None, None, "dash", "dash"]
 
-    app.multiselect(key=compare_view.RUN_SELECT).unselect(MID_RUN).unselect(OLD_RUN).run()
+        app.multiselect(key=compare_view.RUN_SELECT).unselect(MID_RUN).unselect(OLD_RUN).run()
 
-    assert "Choose at least two runs to compare." in texts(app, "info")
+        assert "Choose at least two runs to compare." in texts(app, "info")
 
 
 def test_the_ladder_queues_one_run_per_depth_and_plots_them_as_they_finish(
