@@ -48,3 +48,18 @@ def digest(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.relative_to(root).parts[0] not in skip
     }
+
+
+def killed_mid_epoch(home: Path, dataset_id: str, epochs: int = 2) -> Path:
+    """A run whose worker was SIGKILLed during its second epoch (epoch 1 committed)."""
+    root = new_run(home, dataset_id, epochs=epochs)
+    killed = worker(home, root, fault="batch@4")
+    assert killed.returncode == KILLED, killed.stderr[-2000:]
+    return root
+
+
+def resumed_to_the_end(home: Path, root: Path, total: int) -> None:
+    """``python -m tl_core resume`` finishes the run, each epoch recorded once."""
+    resumed = tl_core(home, "resume", str(root))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    epochs_once(root, total)

@@ -12,7 +12,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.faults.harness import KILLED, digest, epochs_once, new_run, tl_core, worker
+from tests.faults.harness import (
+    KILLED,
+    digest,
+    epochs_once,
+    killed_mid_epoch,
+    tl_core,
+)
 from tests.lock_support import lock_held_elsewhere
 from tests.unit.engine_helpers import ROOT, cli_env, tiny_config, tl_core_command
 from tl_core.data import DatasetReport
@@ -64,8 +70,7 @@ def test_a_server_killed_between_claim_and_spawn_leaves_a_job_that_runs_once(
 def test_resume_of_a_run_that_still_has_its_writer_is_refused_and_changes_nothing(
     home: Path, dataset: DatasetReport
 ) -> None:
-    root = new_run(home, dataset.dataset_id, epochs=2)
-    assert worker(home, root, fault="batch@4").returncode == KILLED
+    root = killed_mid_epoch(home, dataset.dataset_id)
     before = digest(root)
     with lock_held_elsewhere(root):
         refused = tl_core(home, "resume", str(root))
@@ -86,8 +91,7 @@ def test_resume_of_a_run_that_still_has_its_writer_is_refused_and_changes_nothin
 def test_two_resumes_at_once_give_one_writer_and_each_epoch_once(
     home: Path, dataset: DatasetReport
 ) -> None:
-    root = new_run(home, dataset.dataset_id, epochs=2)
-    assert worker(home, root, fault="batch@4").returncode == KILLED
+    root = killed_mid_epoch(home, dataset.dataset_id)
 
     resumes = [
         subprocess.Popen(

@@ -13,7 +13,12 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.faults.harness import KILLED, digest, epochs_once, new_run, tl_core, worker
+from tests.faults.harness import (
+    digest,
+    killed_mid_epoch,
+    new_run,
+    resumed_to_the_end,
+)
 from tests.unit.engine_helpers import ROOT, cli_env, tl_core_command
 from tl_core.data import DatasetReport
 from tl_core.jobs.queue import run_shown_state
@@ -53,31 +58,25 @@ def test_a_full_disk_during_a_checkpoint_fails_clearly_and_resume_finishes_the_r
     assert str(home) not in (status.error or "")
     assert digest(home / "datasets") == stored
 
-    resumed = tl_core(home, "resume", str(root))
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    epochs_once(root, 2)
+    resumed_to_the_end(home, root, 2)
 
 
 def test_a_corrupt_status_file_reads_as_interrupted_and_the_run_resumes(
     home: Path, dataset: DatasetReport
 ) -> None:
-    root = new_run(home, dataset.dataset_id, epochs=2)
-    assert worker(home, root, fault="batch@4").returncode == KILLED
+    root = killed_mid_epoch(home, dataset.dataset_id)
     (root / "status.json").write_text('{"state": "runn')
 
     assert run_shown_state(root.name, home=home) == "interrupted"
     assert [run.run_id for run in list_runs(home)] == [root.name]
 
-    resumed = tl_core(home, "resume", str(root))
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    epochs_once(root, 2)
+    resumed_to_the_end(home, root, 2)
 
 
 def test_a_truncated_metrics_line_is_skipped_by_readers_and_dropped_on_resume(
     home: Path, dataset: DatasetReport
 ) -> None:
-    root = new_run(home, dataset.dataset_id, epochs=2)
-    assert worker(home, root, fault="batch@4").returncode == KILLED
+    root = killed_mid_epoch(home, dataset.dataset_id)
     with (root / "metrics.jsonl").open("a", encoding="utf-8") as metrics:
         metrics.write('{"epoch": 2, "phase": "train", "loss": 0.')
 
@@ -85,6 +84,4 @@ def test_a_truncated_metrics_line_is_skipped_by_readers_and_dropped_on_resume(
     assert [e["epoch"] for e in epochs] == [1]
     assert run_shown_state(root.name, home=home) == "interrupted"
 
-    resumed = tl_core(home, "resume", str(root))
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    epochs_once(root, 2)
+    resumed_to_the_end(home, root, 2)

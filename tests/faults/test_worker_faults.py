@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import KILLED, digest, epochs_once, new_run, tl_core, worker
+from tests.faults.harness import (
+    KILLED,
+    digest,
+    new_run,
+    resumed_to_the_end,
+    worker,
+)
 from tl_core.analysis.background import Analysis, forget_analysis, request_analysis
 from tl_core.data import DatasetReport
 from tl_core.fsutil import lock_held
@@ -28,10 +34,8 @@ def _killed_then_resumed(home: Path, root: Path, fault: str, total: int) -> None
     assert not lock_held(root)
     assert run_shown_state(root.name, home=home) == "interrupted"
 
-    resumed = tl_core(home, "resume", str(root), "--json")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resumed_to_the_end(home, root, total)
     assert read_status(root).state == "completed"
-    epochs_once(root, total)
     assert root.joinpath("model.keras").is_file()
 
 
