@@ -488,8 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mixed-precision", action="store_true", help="float16 on a GPU")
     train.add_argument(
         "--fast",
-        action="store_true",
-        help="train the head on cached backbone features where the backbone is frozen",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train from activations cached at the frozen boundary where the bottom "
+        "blocks are frozen (default on; --no-fast trains on images throughout)",
     )
     train.add_argument("--out", required=True, help="run folder to create")
     train.add_argument("--json", action="store_true", help="print one JSON document")

@@ -89,14 +89,17 @@ def expect_block_names(
         )
 
 
-def _head_trains_alone(settings: Mapping[str, Any]) -> bool:
-    """Whether some phase trains the head with the whole backbone frozen."""
-    if settings.get("two_phase", False):
-        return True
-    freeze = settings.get("freeze", "feature-extraction")
-    return freeze == "feature-extraction" or (
-        freeze == "fine-tune" and settings.get("unfreeze_last") == 0
+def _bottom_frozen_somewhere(settings: Mapping[str, Any]) -> bool:
+    """Whether some phase keeps the bottom block frozen (what caching needs): every preset
+    but ``full`` in one phase; the head phase of two."""
+    return (
+        settings.get("two_phase", False) or settings.get("freeze", "feature-extraction") != "full"
     )
+
+
+#: Options that are preferences, never refused: where ``fast`` cannot apply (every block
+#: trains), the run takes the plain path, so its default (on) fits every config.
+_FALLS_BACK = frozenset({"fast"})
 
 
 def unavailable_options(
@@ -105,8 +108,8 @@ def unavailable_options(
     """Return the on/off options that cannot be on with these `settings`, and why.
 
     The studio's cross-field rules, written once: `RunConfig.validate_for` refuses a
-    config that switches such an option on, and the Train page switches it off and
-    shows the reason.
+    config that switches such an option on (except ``fast``, a preference: the run then
+    trains on images), and the Train page switches it off and shows the reason.
 
     Args:
         settings: `RunConfig` fields by name (``weights``, ``freeze``, ``unfreeze_last``,
@@ -132,12 +135,12 @@ def unavailable_options(
         )
     # Where two phases are ruled out above, the page switches them off: judge `fast` so.
     two_phase = settings.get("two_phase", False) and "two_phase" not in found
-    if not _head_trains_alone({**settings, "two_phase": two_phase}):
+    if not _bottom_frozen_somewhere({**settings, "two_phase": two_phase}):
         found["fast"] = (
-            "False when no phase trains the head alone",
-            "Fast head training needs a phase in which only the head trains (feature "
-            "extraction, or the first of two phases): with trainable blocks the backbone "
-            "must run on every batch. Freeze the backbone, choose two phases, or turn it off.",
+            "False when every block trains",
+            "Caching needs frozen blocks at the bottom: when every block trains, the whole "
+            "backbone runs on every batch, so the run trains on images. Freeze some blocks, "
+            "or choose two phases, to train from cached activations.",
         )
     if gpu is False:
         found["mixed_precision"] = (
@@ -227,9 +230,12 @@ class RunConfig:
             no ``val/`` folder (default 0.2).
         seed: seeds the split, the shuffling, augmentation and initialisation.
         mixed_precision: float16 compute on a GPU (ignored on CPU, recorded in run.json).
-        fast: in phases where only the head trains (feature extraction, the head phase of
-            two-phase), compute the frozen backbone's features once (cached on disk) and
-            train the head on them; augmentation does not apply in those phases.
+        fast: in every phase whose bottom blocks are frozen, compute the frozen part's
+            output once (the shared cache, `tl_core.engine.cache`) and train the blocks
+            above it and the head from it (default True). Where every block trains, the
+            run trains on images: never refused.
+        cache_views: augmented views cached per training image when ``fast`` and
+            augmentation are on; each epoch draws one (default 4).
 
     Example:
         >>> cfg = RunConfig(dataset_id="0123456789ab", backbone="mobilenet_v2", epochs=3)
@@ -263,7 +269,8 @@ class RunConfig:
     val_fraction: float = 0.2
     seed: int = 0
     mixed_precision: bool = False
-    fast: bool = False
+    fast: bool = True
+    cache_views: int = 4
 
     def __post_init__(self) -> None:
         # Tuples may arrive as lists from JSON or the UI; store them as tuples.
@@ -329,6 +336,12 @@ class RunConfig:
         )
         for name in bools:
             _expect(isinstance(getattr(v, name), bool), name, "True or False", getattr(v, name))
+        _expect(
+            _is_int(v.cache_views) and 1 <= v.cache_views <= 16,
+            "cache_views",
+            "an integer between 1 and 16",
+            v.cache_views,
+        )
         _expect(
             _is_int(v.epochs) and 1 <= v.epochs <= 1000,
             "epochs",
@@ -422,7 +435,7 @@ class RunConfig:
             tl_core.errors.ConfigError: Expected `unfreeze_last` to be between 0 and 3 for ...
         """
         for option, (expected, reason) in unavailable_options(self.to_json(), gpu=gpu).items():
-            if getattr(self, option):
+            if getattr(self, option) and option not in _FALLS_BACK:
                 raise ConfigError(
                     f"Expected `{option}` to be {expected}. Received: {option}=True. {reason}"
                 )

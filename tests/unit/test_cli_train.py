@@ -264,18 +264,13 @@ def test_an_unknown_augmentation_is_refused_listing_the_valid_ones(
     )
 
 
-def test_fast_with_trainable_blocks_is_refused_by_the_shared_rule(
-    easy_archive: Path, tl_home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = ["train", str(easy_archive), "--backbone", "mobilenet_v2", "--preset", "full"]
+def test_fast_is_on_by_default_and_no_fast_switches_it_off() -> None:
+    args = ["train", "data.zip", "--backbone", "mobilenet_v2", "--preset", "full", "--out", "r"]
 
-    code = cli.main([*args, "--fast", "--out", str(tl_home / "run")])
+    default = cli.build_parser().parse_args(args)
+    off = cli.build_parser().parse_args([*args, "--no-fast"])
 
-    assert code == 2
-    assert capsys.readouterr().err.startswith(
-        "error: Expected `fast` to be False when no phase trains the head alone."
-    )
-    assert not (tl_home / "run").exists()
+    assert (default.fast, off.fast) == (True, False)
 
 
 def test_the_train_report_names_the_best_epoch_by_accuracy_then_lower_loss(

@@ -302,7 +302,9 @@ class DriftTracker(keras.callbacks.Callback):
     ``drift = ||w - w0|| / ||w0||`` over all variables of the block (weights and BatchNorm
     statistics). A frozen block is bit-identical to its start, so its drift is exactly 0.0.
     The start weights are kept in ``checkpoints/initial.npz`` so a resumed run measures
-    from the same origin.
+    from the same origin. Blocks named in `fixed` (frozen in every phase of the run) are
+    0.0 by definition: they are neither snapshotted nor compared, which keeps the
+    per-epoch cost to the blocks that train.
     """
 
     def __init__(
@@ -310,10 +312,13 @@ class DriftTracker(keras.callbacks.Callback):
         files: RunFiles,
         variables: dict[str, list[keras.Variable]],
         progress: RunProgress,
+        *,
+        fixed: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.files = files
-        self.variables = variables
+        self.order = list(variables)
+        self.variables = {name: vs for name, vs in variables.items() if name not in set(fixed)}
         self.progress = progress
         self._initial: dict[str, list[np.ndarray]] | None = None
         self._origins: dict[str, float] = {}
@@ -353,8 +358,10 @@ class DriftTracker(keras.callbacks.Callback):
             self._changes = self._compile_changes()
         changes = {name: float(value) for name, value in self._changes().items()}
         return {
-            name: 0.0 if change == 0.0 else float(np.sqrt(change / max(self._origins[name], 1e-12)))
-            for name, change in changes.items()
+            name: 0.0
+            if changes.get(name, 0.0) == 0.0
+            else float(np.sqrt(changes[name] / max(self._origins[name], 1e-12)))
+            for name in self.order
         }
 
     def _compile_changes(self) -> Callable[[], dict[str, Any]]:
@@ -362,6 +369,8 @@ class DriftTracker(keras.callbacks.Callback):
         import tensorflow as tf
 
         assert self._initial is not None
+        if not self.variables:
+            return dict
         starts = {
             name: [tf.constant(array) for array in arrays] for name, arrays in self._initial.items()
         }
@@ -424,6 +433,8 @@ class BestWeights(keras.callbacks.Callback):
         patience: epochs without a better one before the phase ends (``None``: never).
         restore: keep and restore the best weights.
         weights_of: whose variables to keep (default ``None``: the model being fitted).
+        only: keep only the variables this key filter accepts (default ``None``: all;
+            see `tl_core.engine.checkpoints.only_blocks`).
 
     Example:
         >>> early = BestWeights(files, progress, patience=2, restore=True)  # doctest: +SKIP
@@ -438,6 +449,7 @@ class BestWeights(keras.callbacks.Callback):
         patience: int | None,
         restore: bool,
         weights_of: keras.Model | None = None,
+        only: Callable[[str], bool] | None = None,
         best: Sequence[float] | None = None,
         best_epoch: int = 0,
         wait: int = 0,
@@ -449,6 +461,7 @@ class BestWeights(keras.callbacks.Callback):
         self.patience = patience
         self.restore = restore
         self.weights_of = weights_of
+        self.only = only
         self.best = tuple(best) if best is not None else None
         self.best_epoch = best_epoch
         self.wait = wait
@@ -467,7 +480,11 @@ class BestWeights(keras.callbacks.Callback):
             if self.restore:
                 self.file = f"best-epoch-{epoch + 1:04d}.npz"
                 self.files.checkpoints.mkdir(parents=True, exist_ok=True)
-                save_variables(self.weights_of or self.model, self.files.checkpoints / self.file)
+                save_variables(
+                    self.weights_of or self.model,
+                    self.files.checkpoints / self.file,
+                    only=self.only,
+                )
             return
         self.wait += 1
         if self.patience is not None and self.wait >= self.patience:
@@ -486,7 +503,9 @@ class BestWeights(keras.callbacks.Callback):
             or not (self.files.checkpoints / self.file).is_file()
         ):
             return
-        load_variables(self.weights_of or self.model, self.files.checkpoints / self.file)
+        load_variables(
+            self.weights_of or self.model, self.files.checkpoints / self.file, only=self.only
+        )
         self.restored = self.progress.restored_best = True
 
     def state(self) -> dict[str, Any]:
@@ -505,7 +524,8 @@ class Checkpoint(keras.callbacks.Callback):
     The weights are those of `weights_of` (default: the model being fitted), so a phase
     that fits only the head still checkpoints the whole classifier; the optimizer state
     is the fitted model's. With `best`, the pointer records its counters and keeps its
-    best-weights file.
+    best-weights file. With `only` (`tl_core.engine.checkpoints.only_blocks`) the
+    checkpoint is lean: it holds what can move, and the pointer says ``"lean": true``.
 
     Example:
         >>> Checkpoint(files, progress, lambda: {"phase_start": 0}).on_epoch_end(3)
@@ -520,6 +540,7 @@ class Checkpoint(keras.callbacks.Callback):
         *,
         weights_of: keras.Model | None = None,
         best: BestWeights | None = None,
+        only: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__()
         self.files = files
@@ -527,6 +548,7 @@ class Checkpoint(keras.callbacks.Callback):
         self.extra_state = extra_state
         self.weights_of = weights_of
         self.best = best
+        self.only = only
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Commit the checkpoint of the epoch that just ended (1-based ``epoch`` in it)."""
@@ -540,6 +562,8 @@ class Checkpoint(keras.callbacks.Callback):
             "phase": self.progress.phase,
             "phase_index": self.progress.phase_index,
         } | self.extra_state()
+        if self.only is not None:
+            record["lean"] = True
         keep: tuple[str, ...] = ()
         if self.best is not None:
             record["early_stopping"] = self.best.state()
@@ -550,6 +574,7 @@ class Checkpoint(keras.callbacks.Callback):
             record,
             optimizer=self.model.optimizer,
             keep=keep,
+            only=self.only,
         )
 
 

@@ -17,7 +17,13 @@ The commit protocol (``checkpoints/``)::
     epoch-0003.006.npz     then deleted, with anything else the pointer no longer names
 
 A file the committed pointer names is never overwritten, so a process killed at any
-moment leaves a checkpoint that is whole and consistent. The pointer also records the
+moment leaves a checkpoint that is whole and consistent.
+
+A *lean* checkpoint holds only what can move: every variable outside the backbone (head,
+random-generator states) and the backbone layers of the blocks some phase trains
+(`only_blocks`). The frozen blocks are bit-identical to their source (the pretrained
+weights, or the seeded initialisation), so a resume rebuilds them from it and restores
+the rest with the same filter. The pointer also records the
 Keras and TensorFlow versions: resuming under other versions is refused (`check_versions`).
 
 Example:
@@ -32,6 +38,7 @@ import contextlib
 import re
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +55,7 @@ __all__ = [
     "framework_versions",
     "load_optimizer",
     "load_variables",
+    "only_blocks",
     "optimizer_keys",
     "read_last_checkpoint",
     "save_variables",
@@ -143,15 +151,49 @@ def optimizer_keys(optimizer: keras.optimizers.Optimizer, model: keras.Model) ->
     return keys
 
 
+#: The key prefix of the backbone's variables (see `_sublayer_key`).
+_BACKBONE = "backbone/"
+
+
+def only_blocks(layers: Iterable[str]) -> Callable[[str], bool]:
+    """A key filter for lean checkpoints: the variables outside the backbone, and those of
+    the backbone `layers` (the layers of the blocks that train).
+
+    Example:
+        >>> keep = only_blocks(["block_16_project"])
+        >>> keep("head/kernel"), keep("backbone/block_16_project/kernel")
+        (True, True)
+        >>> keep("backbone/Conv1/kernel")
+        False
+    """
+    chosen = frozenset(layers)
+
+    def keep(key: str) -> bool:
+        if not key.startswith(_BACKBONE):
+            return True
+        return key[len(_BACKBONE) :].split("/", 1)[0] in chosen
+
+    return keep
+
+
+def _model_keys(model: keras.Model, only: Callable[[str], bool] | None) -> dict[str, Any]:
+    keys = variable_keys(model)
+    return keys if only is None else {k: v for k, v in keys.items() if only(k)}
+
+
 def _arrays(keys: dict[str, Any], prefix: str) -> dict[str, np.ndarray]:
     return {prefix + key: keras.ops.convert_to_numpy(v) for key, v in keys.items()}
 
 
 def save_variables(
-    model: keras.Model, path: Path, optimizer: keras.optimizers.Optimizer | None = None
+    model: keras.Model,
+    path: Path,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    *,
+    only: Callable[[str], bool] | None = None,
 ) -> None:
     """Write the variables of `model` (and of `optimizer`, when given) into one ``.npz``
-    keyed by object, atomically.
+    keyed by object, atomically; with `only` (from `only_blocks`), the keys it accepts.
 
     One file of plain arrays: much faster than ``save_weights``, which writes one HDF5
     dataset per weight; the random-generator state is a variable too, so a resumed run
@@ -160,7 +202,7 @@ def save_variables(
     Example:
         >>> save_variables(model, folder / "best-epoch-0003.npz")  # doctest: +SKIP
     """
-    arrays = _arrays(variable_keys(model), _MODEL)
+    arrays = _arrays(_model_keys(model, only), _MODEL)
     if optimizer is not None:
         arrays |= _arrays(optimizer_keys(optimizer, model), _OPTIMIZER)
     atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
@@ -191,8 +233,11 @@ def _assign(keys: dict[str, Any], saved: Any, prefix: str, what: str, path: Path
         variable.assign(saved[prefix + key])
 
 
-def load_variables(model: keras.Model, path: Path) -> None:
-    """Assign the variables `save_variables` wrote back into `model`, key by key.
+def load_variables(
+    model: keras.Model, path: Path, *, only: Callable[[str], bool] | None = None
+) -> None:
+    """Assign the variables `save_variables` wrote back into `model`, key by key; with
+    `only`, the file holds (and restores) the keys that filter accepts.
 
     Raises:
         JobError: the file belongs to a different model (keys or shapes differ).
@@ -201,7 +246,7 @@ def load_variables(model: keras.Model, path: Path) -> None:
         >>> load_variables(model, folder / "best-epoch-0003.npz")  # doctest: +SKIP
     """
     with np.load(path) as saved:
-        _assign(variable_keys(model), saved, _MODEL, "variables", path)
+        _assign(_model_keys(model, only), saved, _MODEL, "variables", path)
 
 
 def load_optimizer(optimizer: keras.optimizers.Optimizer, model: keras.Model, path: Path) -> None:
@@ -274,6 +319,7 @@ def commit_checkpoint(
     *,
     optimizer: keras.optimizers.Optimizer | None = None,
     keep: tuple[str, ...] = (),
+    only: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
     """Write a checkpoint of `model` (and `optimizer`) and commit it; return the pointer.
 
@@ -285,6 +331,8 @@ def commit_checkpoint(
         optimizer: whose state to save (default ``None``: none).
         keep: other files in ``checkpoints/`` the pointer refers to (the best weights);
             every other checkpoint file is deleted after the commit.
+        only: a key filter (`only_blocks`) for a lean checkpoint; `record` should then
+            say so, for the resume to restore with the same filter.
 
     Example:
         >>> commit_checkpoint(files, model, {"epoch": 4}, optimizer=model.optimizer)
@@ -294,7 +342,7 @@ def commit_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     serial = int((read_last_checkpoint(files) or {}).get("serial", 0)) + 1
     name = f"epoch-{int(record['epoch']):04d}.{serial:03d}.npz"
-    save_variables(model, folder / name, optimizer)
+    save_variables(model, folder / name, optimizer, only=only)
     pointer = record | {
         "file": name,
         "keep": list(keep),

@@ -20,7 +20,7 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # TensorFlow loads when a run starts, not when the facade is 
     from tl_core.data import DatasetReport
     from tl_core.data.dataset import DatasetSplits
     from tl_core.data.report import ImageRecord
+    from tl_core.engine.cache import CacheEntry
     from tl_core.engine.callbacks import (
         BatchNormRecalibrator,
         BestWeights,
@@ -59,6 +60,7 @@ __all__ = [
     "Phase",
     "ResumePoint",
     "main_worker",
+    "moving_blocks",
     "plan_phases",
     "resume_point",
     "take_writer_lock",
@@ -72,8 +74,10 @@ log = logging.getLogger("tl_core.engine.train")
 class Phase:
     """One phase of a run: which blocks train, for how many epochs, at which rate.
 
-    ``cached``: only the head trains and the run is ``fast``, so the head trains on
-    backbone features computed once (`tl_core.engine.cache`).
+    ``cached``: the run is ``fast`` and the bottom of the network is frozen in this phase,
+    so what the frozen part computes is cached once and each epoch runs only the part
+    above ``boundary`` (`tl_core.engine.boundary`): ``"pooled"`` when only the head
+    trains, else the name of the last frozen block. Without ``cached`` it is ``None``.
     """
 
     name: str
@@ -82,30 +86,42 @@ class Phase:
     trainable: tuple[str, ...]
     learning_rate: float
     cached: bool = False
+    boundary: str | None = None
+
+
+def _phase(
+    config: RunConfig,
+    block_names: list[str],
+    name: str,
+    index: int,
+    epochs: int,
+    trainable: tuple[str, ...],
+    learning_rate: float,
+) -> Phase:
+    from tl_core.engine.boundary import boundary_of
+
+    boundary = boundary_of(block_names, trainable) if config.fast else None
+    return Phase(name, index, epochs, trainable, learning_rate, boundary is not None, boundary)
 
 
 def plan_phases(config: RunConfig, block_names: list[str]) -> list[Phase]:
-    """Return the phases of a run, in order.
+    """Return the phases of a run, in order; with ``fast``, each phase whose bottom block
+    is frozen is ``cached`` at its frozen boundary.
 
     Example:
         >>> cfg = RunConfig(dataset_id="0" * 12, two_phase=True, epochs=3,
         ...                 fine_tune_epochs=2, fine_tune_blocks=1, learning_rate=1e-3)
-        >>> [(p.name, p.epochs, p.trainable) for p in plan_phases(cfg, ["stem", "top"])]
-        [('head', 3, ()), ('fine-tune', 2, ('top',))]
+        >>> [(p.name, p.epochs, p.trainable, p.boundary) for p in plan_phases(cfg, ["stem", "top"])]
+        [('head', 3, (), 'pooled'), ('fine-tune', 2, ('top',), 'stem')]
     """
     from tl_core.models.classifier import plan_trainable_blocks
 
     if config.two_phase:
         top = plan_trainable_blocks(block_names, "fine-tune", unfreeze_last=config.fine_tune_blocks)
+        rate = config.learning_rate * config.fine_tune_lr_factor
         return [
-            Phase("head", 0, config.epochs, (), config.learning_rate, cached=config.fast),
-            Phase(
-                "fine-tune",
-                1,
-                config.fine_tune_epochs,
-                top,
-                config.learning_rate * config.fine_tune_lr_factor,
-            ),
+            _phase(config, block_names, "head", 0, config.epochs, (), config.learning_rate),
+            _phase(config, block_names, "fine-tune", 1, config.fine_tune_epochs, top, rate),
         ]
     trainable = plan_trainable_blocks(
         block_names,
@@ -113,8 +129,17 @@ def plan_phases(config: RunConfig, block_names: list[str]) -> list[Phase]:
         unfreeze_last=config.unfreeze_last,
         trainable_blocks=config.trainable_blocks,
     )
-    cached = config.fast and not trainable
-    return [Phase("train", 0, config.epochs, trainable, config.learning_rate, cached=cached)]
+    return [_phase(config, block_names, "train", 0, config.epochs, trainable, config.learning_rate)]
+
+
+def moving_blocks(phases: Sequence[Phase]) -> tuple[str, ...]:
+    """The blocks some phase of the run trains: the only ones whose weights can move.
+
+    Example:
+        >>> moving_blocks([Phase("head", 0, 1, (), 1e-3), Phase("ft", 1, 1, ("top",), 1e-4)])
+        ('top',)
+    """
+    return tuple(dict.fromkeys(name for phase in phases for name in phase.trainable))
 
 
 def _versions() -> dict[str, str]:
@@ -352,6 +377,8 @@ class _Built:
     report: DatasetReport
     splits: DatasetSplits
     strategy: tf.distribute.Strategy
+    moving: tuple[str, ...]
+    only: Callable[[str], bool]
 
 
 @dataclass(frozen=True)
@@ -383,6 +410,9 @@ class _Trainer:
         self.config = config
         self.doc = doc
         self.resume = resume
+        self._source: str | None = None
+        # A resumed run keeps the paths its earlier phases took.
+        self._paths: dict[str, dict[str, Any]] = dict(doc.get("cache", {}).get("phases", {}))
 
     def run(self, status: RunStatus) -> RunStatus:
         """Build, train every remaining phase, save ``model.keras``; return the end status."""
@@ -438,7 +468,7 @@ class _Trainer:
         checkpoint's variables), plan the phases and write ``run.json``."""
         from tl_core.data import load_dataset
         from tl_core.data.dataset import split_dataset
-        from tl_core.engine.checkpoints import load_variables
+        from tl_core.engine.checkpoints import load_variables, only_blocks
         from tl_core.engine.device import distribution_strategy, worker_devices
         from tl_core.models.classifier import build_classifier
 
@@ -448,11 +478,22 @@ class _Trainer:
         precision = _choose_precision(config.mixed_precision, device)
         report = load_dataset(config.dataset_id)
         splits = split_dataset(report, val_fraction=config.val_fraction, seed=config.seed)
+        lean = record is not None and bool(record.get("lean"))
+        if lean:
+            self._check_frozen_source(record)
         with strategy.scope():
-            classifier = build_classifier(config, splits.class_names, load_weights=record is None)
+            # A lean checkpoint holds what trains; the frozen blocks come from their source.
+            classifier = build_classifier(
+                config, splits.class_names, load_weights=record is None or lean
+            )
+            phases = plan_phases(config, [b.name for b in classifier.blocks])
+            moving = moving_blocks(phases)
+            only = only_blocks(
+                name for block in classifier.blocks if block.name in moving for name in block.layers
+            )
             if record is not None:
-                load_variables(classifier.model, self.files.checkpoints / record["file"])
-        phases = plan_phases(config, [b.name for b in classifier.blocks])
+                path = self.files.checkpoints / record["file"]
+                load_variables(classifier.model, path, only=only if lean else None)
         device_doc = device.to_json() | {"strategy": strategy_name} | precision
         self._write_run_json(classifier, splits, phases, device_doc)
         log.info(
@@ -463,7 +504,26 @@ class _Trainer:
             len(splits.train),
             len(splits.val),
         )
-        return _Built(classifier, report, splits, strategy), phases
+        return _Built(classifier, report, splits, strategy, moving, only), phases
+
+    def _check_frozen_source(self, record: dict[str, Any]) -> None:
+        """Refuse a lean resume when the weights its frozen blocks come from changed."""
+        if record.get("frozen_source") != self._frozen_source:
+            raise JobError(
+                f"The run in {self.files.root} started from weights "
+                f"{record.get('frozen_source')!r}, but {self.config.weights!r} is now "
+                f"{self._frozen_source!r}: its frozen blocks cannot be restored as they were. "
+                "Put the original weights file back, or start a new run."
+            )
+
+    @property
+    def _frozen_source(self) -> str:
+        """The identity of the weights the frozen blocks hold (`weights_identity`)."""
+        from tl_core.engine.cache import weights_identity
+
+        if self._source is None:
+            self._source = weights_identity(self.config.weights, self.config.seed)
+        return self._source
 
     def _write_run_json(
         self,
@@ -541,9 +601,14 @@ class _Trainer:
         checkpoint = Checkpoint(
             self.files,
             progress,
-            lambda: {"phase_start": phase_start, "phase_done": progress.phase_done},
+            lambda: {
+                "phase_start": phase_start,
+                "phase_done": progress.phase_done,
+                "frozen_source": self._frozen_source,
+            },
             weights_of=built.classifier.model,
             best=early,
+            only=built.only,
         )
         history = data.fit_model.fit(
             data.train,
@@ -584,11 +649,15 @@ class _Trainer:
             "batch_size": batch_size,
             "one_hot": uses_one_hot_labels(config),
         }
-        if phase.cached:
-            fit_model, train, val = self._cached_head(
-                classifier, built.report, train_records, val_records, epochs, common
-            )
-            return _PhaseData(fit_model, train, val, steps, batch_size, common)
+        cached = (
+            self._cached_phase(built, phase, (train_records, val_records), epochs, common)
+            if phase.cached
+            else None
+        )
+        if cached is not None:
+            return _PhaseData(*cached, steps, batch_size, common)
+        if not phase.cached:
+            self._record_path(phase, {"path": "plain", "storage": "none"})
         train = make_batches(
             built.report, train_records, shuffle_epochs=epochs, seed=config.seed, **common
         )
@@ -639,6 +708,7 @@ class _Trainer:
             patience=config.patience if config.early_stopping else None,
             restore=config.restore_best,
             weights_of=built.classifier.model,
+            only=built.only,
             **state,
         )
 
@@ -677,7 +747,12 @@ class _Trainer:
             )
         callbacks += [
             MetricsStream(files.metrics, progress, batches=data.steps, batch_size=data.batch_size),
-            DriftTracker(files, block_variables(classifier.backbone, classifier.blocks), progress),
+            DriftTracker(
+                files,
+                block_variables(classifier.backbone, classifier.blocks),
+                progress,
+                fixed=[b.name for b in classifier.blocks if b.name not in built.moving],
+            ),
             checkpoint,
             StopFlag(files.stop_flag, progress),
             keras.callbacks.TensorBoard(str(files.tensorboard), write_graph=False),
@@ -707,63 +782,162 @@ class _Trainer:
         plain_train = make_batches(built.report, built.splits.train, **common)
         return BatchNormRecalibrator(classifier.features, bn_layers), plain_train
 
-    def _cached_head(
+    def _cached_phase(
         self,
-        classifier: Classifier,
-        report: DatasetReport,
-        train_records: tuple[ImageRecord, ...],
-        val_records: tuple[ImageRecord, ...],
+        built: _Built,
+        phase: Phase,
+        records: tuple[tuple[ImageRecord, ...], tuple[ImageRecord, ...]],
         epochs: tuple[int, int],
         common: dict[str, Any],
-    ) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
-        """The head model and batches of cached backbone features for a ``fast`` phase."""
-        from tl_core.data.dataset import make_array_batches, make_batches
-        from tl_core.engine.cache import feature_key, load_or_compute_features, weights_identity
-        from tl_core.models.classifier import head_model, pooled_features_model
+    ) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset] | None:
+        """The model above the phase's frozen boundary and batches of the activations
+        cached there (`tl_core.engine.boundary`); ``None`` when they do not fit the cache
+        bound (the phase then trains on images). run.json records the path taken."""
+        import numpy as np
 
-        config = self.config
-        pooled = pooled_features_model(classifier)
-        identity = weights_identity(config.weights, config.seed)
+        from tl_core.data.dataset import MEMORY_CACHE_BYTES
+        from tl_core.engine.boundary import HEAD_FEATURES, extraction_model, upper_model
+        from tl_core.engine.cache import choose_dtype
+
+        config, classifier = self.config, built.classifier
+        boundary = phase.boundary or HEAD_FEATURES
+        path = "head-features" if boundary == HEAD_FEATURES else f"boundary:{boundary}"
+        views = config.cache_views if config.augmentation else 1
+        shape = extraction_model(classifier, boundary).output_shape[1:]
+        train_records, val_records = records
+        values = int(np.prod(shape)) * (views * len(train_records) + len(val_records))
+        dtype = choose_dtype(values)
+        if dtype is None:
+            log.info("%s: the activations do not fit TL_CACHE_MB; training on images", path)
+            self._record_path(phase, {"path": "plain", "storage": "none", "wanted": path})
+            return None
+        # RAM takes entries up to half the decoded-image budget each (train and val).
+        ram = MEMORY_CACHE_BYTES // 2
+        train = self._activations(
+            built, boundary, train_records, config.augmentation, views, dtype, ram, common
+        )
+        # Validation images are never augmented: one plain view each.
+        val = self._activations(built, boundary, val_records, (), 1, dtype, ram, common)
+        self._record_path(
+            phase,
+            {
+                "path": path,
+                "storage": train.storage,
+                "dtype": dtype,
+                "views": views,
+                "hit": train.hit and val.hit,
+                "keys": [train.key, val.key],
+                "estimated_seconds_saved": round(
+                    _seconds_saved(phase, train, val, len(train_records), len(val_records)), 2
+                ),
+            },
+        )
+        log.info(
+            "%s: %s activations (%s, %s, %d view(s))",
+            path,
+            "cached" if train.hit else "computed",
+            train.storage,
+            dtype,
+            views,
+        )
+        fit_model = upper_model(classifier, boundary, shape)
+        return fit_model, *self._view_batches(train, val, records, epochs, common)
+
+    def _activations(
+        self,
+        built: _Built,
+        boundary: str,
+        records: tuple[ImageRecord, ...],
+        augmentation: tuple[str, ...],
+        views: int,
+        dtype: str,
+        ram_bytes: int,
+        common: dict[str, Any],
+    ) -> CacheEntry:
+        """The cached activations of `records` at `boundary`, `views` views of each drawn
+        through `augmentation`, computed on a miss."""
+
+        from tl_core.data.dataset import make_batches
+        from tl_core.engine.boundary import extract_views
+        from tl_core.engine.cache import activation_key, load_or_compute
+
+        config, classifier = self.config, built.classifier
+        key = activation_key(
+            dataset_id=config.dataset_id,
+            paths=[r.path for r in records],
+            backbone=config.backbone,
+            weights=self._frozen_source,
+            image_size=classifier.image_size,
+            boundary=boundary,
+            augmentation=augmentation,
+            views=views,
+            bn_mode="frozen",
+            dtype=dtype,
+        )
+
+        # The extraction adds its per-image time: what the plain path pays every epoch.
+        meta: dict[str, Any] = {
+            "backbone": config.backbone,
+            "weights": self._frozen_source,
+            "boundary": boundary,
+            "augmentation": list(augmentation),
+            "images": len(records),
+            "views": views,
+        }
+
+        def compute() -> np.ndarray:
+            batches = make_batches(
+                built.report, records, **(common | {"one_hot": False}), cache=False
+            )
+            return extract_views(
+                classifier,
+                boundary,
+                batches,
+                views=views,
+                augment=bool(augmentation),
+                timings=meta,
+            )
+
+        return load_or_compute(key, compute, dtype=dtype, ram_bytes=ram_bytes, meta=meta)
+
+    def _view_batches(
+        self,
+        train: CacheEntry,
+        val: CacheEntry,
+        records: tuple[tuple[ImageRecord, ...], tuple[ImageRecord, ...]],
+        epochs: tuple[int, int],
+        common: dict[str, Any],
+    ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        from tl_core.engine.boundary import view_batches
+
         index = {name: i for i, name in enumerate(common["class_names"])}
-
-        def features(records: tuple[ImageRecord, ...]) -> np.ndarray:
-            key = feature_key(
-                dataset_id=config.dataset_id,
-                backbone=config.backbone,
-                weights=identity,
-                image_size=classifier.image_size,
-                paths=[r.path for r in records],
-            )
-
-            def compute() -> np.ndarray:
-                batches = make_batches(
-                    report, records, **(common | {"one_hot": False}), cache=False
-                )
-                return pooled.predict(batches, verbose=0)
-
-            meta = {"backbone": config.backbone, "weights": identity, "images": len(records)}
-            rows, hit = load_or_compute_features(key, compute, meta=meta)
-            log.info(
-                "%s features of %d images (%s)", "cached" if hit else "computed", len(records), key
-            )
-            return rows
-
-        log.info("fast: the head trains on cached backbone features; no augmentation here")
-        train_rows, val_rows = features(train_records), features(val_records)
         arrays = {
             "num_classes": len(common["class_names"]),
             "batch_size": common["batch_size"],
             "one_hot": common["one_hot"],
         }
-        train = make_array_batches(
-            train_rows,
-            [index[r.label] for r in train_records],
-            shuffle_epochs=epochs,
-            seed=config.seed,
-            **arrays,
+        train_labels = [index[r.label] for r in records[0]]
+        val_labels = [index[r.label] for r in records[1]]
+        return (
+            view_batches(
+                train.activations,
+                train_labels,
+                shuffle_epochs=epochs,
+                seed=self.config.seed,
+                **arrays,
+            ),
+            view_batches(val.activations, val_labels, **arrays),
         )
-        val = make_array_batches(val_rows, [index[r.label] for r in val_records], **arrays)
-        return head_model(classifier, int(train_rows.shape[1])), train, val
+
+    def _record_path(self, phase: Phase, path: dict[str, Any]) -> None:
+        """Record in run.json the path a phase took and the time caching saved."""
+        self._paths[phase.name] = path
+        doc = read_json(self.files.config)
+        if not isinstance(doc, dict):
+            return
+        saved = sum(p.get("estimated_seconds_saved", 0.0) for p in self._paths.values())
+        doc["cache"] = {"phases": self._paths, "estimated_seconds_saved": round(saved, 2)}
+        write_json_atomic(self.files.config, doc)
 
     def _rate(
         self, phase: Phase, steps: int
@@ -775,6 +949,19 @@ class _Trainer:
                 phase.learning_rate, decay_steps=max(1, phase.epochs * steps)
             )
         return phase.learning_rate
+
+
+def _seconds_saved(
+    phase: Phase, train: CacheEntry, val: CacheEntry, num_train: int, num_val: int
+) -> float:
+    """Estimate what caching saves a phase: on images, every epoch would run the frozen
+    part over one view of each training image and over every validation image; the
+    extraction done in this run (nothing on a hit) is paid once."""
+    per_image = float(train.meta.get("seconds_per_image") or 0.0) or train.compute_seconds / max(
+        1, train.activations.shape[0] * num_train
+    )
+    spent = sum(entry.compute_seconds for entry in (train, val) if not entry.hit)
+    return phase.epochs * per_image * (num_train + num_val) - spent
 
 
 def _choose_precision(requested: bool, device: DeviceInfo) -> dict[str, Any]:

@@ -263,11 +263,11 @@ def test_a_rung_whose_run_folder_is_gone_is_missing() -> None:
     assert ladder_results(ladder)[0]["state"] == "missing"
 
 
-def test_a_fast_base_keeps_fast_head_training_only_on_the_rung_that_trains_the_head_alone() -> None:
+def test_a_fast_base_keeps_caching_on_every_rung_that_leaves_bottom_blocks_frozen() -> None:
     base = RunConfig(dataset_id="0123456789ab", fast=True)
 
     configs = ladder_configs(base, [0, 2], num_blocks=19)
 
-    assert [config.fast for config in configs] == [True, False]
+    assert [config.fast for config in configs] == [True, True]
     for config in configs:
         config.validate_for(blocks=[f"b{i}" for i in range(19)])

@@ -94,7 +94,7 @@ def test_one_phase_follows_the_freeze_preset() -> None:
 
     phases = plan_phases(config, ["stem", "block_1", "top"])
 
-    assert phases == [Phase("train", 0, 4, ("top",), 1e-3)]
+    assert phases == [Phase("train", 0, 4, ("top",), 1e-3, cached=True, boundary="block_1")]
 
 
 def test_two_phases_train_the_head_then_fine_tune_at_a_lower_rate() -> None:
