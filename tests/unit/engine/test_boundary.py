@@ -5,6 +5,7 @@ bit-identical, save the whole classifier, and draw augmented views deterministic
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -176,3 +177,20 @@ def test_augmented_extraction_gives_k_distinct_views_the_same_every_time() -> No
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first[0], first[1])
     assert not all(np.array_equal(view, plain[0]) for view in first)
+
+
+def test_views_read_from_disk_give_the_batches_views_in_memory_give(tmp_path: Path) -> None:
+    from tl_core.engine.boundary import view_batches
+
+    activations = np.random.default_rng(1).normal(size=(3, 10, 2, 2, 4)).astype(np.float16)
+    np.save(tmp_path / "a.npy", activations)
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    settings: dict[str, Any] = {"num_classes": 2, "batch_size": 4, "shuffle_epochs": (1, 3)}
+
+    in_memory = view_batches(activations, [0, 1] * 5, **settings)
+    on_disk = view_batches(mapped, [0, 1] * 5, **settings)
+
+    for (want, want_labels), (got, got_labels) in zip(in_memory, on_disk, strict=True):
+        assert got.dtype == "float32"
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got_labels, want_labels)
