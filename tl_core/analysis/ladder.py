@@ -145,8 +145,9 @@ def ladder_configs(
 
     Every config has ``freeze="fine-tune"`` and ``unfreeze_last=d`` (no custom block
     list), so the configs differ from one another in ``unfreeze_last`` alone, and in
-    ``fast`` for a fast base: only the depth-0 rung trains the head alone, so only it
-    keeps fast head training.
+    ``fast`` where it applies: every rung that keeps its bottom blocks frozen trains from
+    activations cached at its frozen boundary (shared by rungs with the same boundary);
+    the full-depth rung trains on images.
 
     Args:
         base: the settings the rungs share.
@@ -195,8 +196,8 @@ def ladder_configs(
 
 def _rung(base: RunConfig, depth: int) -> RunConfig:
     rung = base.with_changes(freeze="fine-tune", unfreeze_last=depth, trainable_blocks=())
-    # Fast head training applies only while the backbone stays frozen (depth 0); deeper
-    # rungs of a fast base train normally rather than being refused at submit.
+    # Caching needs a frozen bottom block; a rung that trains every block trains on images
+    # rather than being refused at submit.
     if rung.fast and "fast" in unavailable_options(rung.to_json()):
         return rung.with_changes(fast=False)
     return rung

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DatasetSplits",
+    "epoch_order",
     "make_array_batches",
     "make_batches",
     "split_dataset",
@@ -204,6 +205,23 @@ def make_batches(
     return _shuffled_epochs(fetch, len(records), batch_size, shuffle_epochs, seed)
 
 
+def epoch_order(count: int, seed: int, epoch: tf.Tensor) -> tf.Tensor:
+    """The order of `count` training items in `epoch`: a shuffle seeded by (seed, epoch).
+
+    Stateless, so the order depends on (seed, epoch) only, never on what ran before: a
+    resumed run sees the epochs an uninterrupted one would, and cached activations are
+    drawn in the order the image pipeline uses.
+
+    Example:
+        >>> epoch_order(5, 0, tf.constant(3, tf.int64))  # doctest: +SKIP
+        <tf.Tensor: shape=(5,), dtype=int32, numpy=array([…])>
+    """
+    import tensorflow as tf
+
+    seed_pair = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.stateless_shuffle(tf.range(count), seed=seed_pair)
+
+
 def _shuffled_epochs(
     fetch: Any, count: int, batch_size: int, shuffle_epochs: tuple[int, int], seed: int
 ) -> tf.data.Dataset:
@@ -216,15 +234,10 @@ def _shuffled_epochs(
             f"Expected `shuffle_epochs` to be (first, stop) with 0 <= first < stop. "
             f"Received: shuffle_epochs={shuffle_epochs!r}"
         )
-    base_seed = tf.constant(seed, tf.int64)
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-        # Stateless: the order depends on (seed, epoch) only, never on what ran before.
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(count), seed=tf.stack([base_seed, epoch])
-        )
         return (
-            tf.data.Dataset.from_tensor_slices(order)
+            tf.data.Dataset.from_tensor_slices(epoch_order(count, seed, epoch))
             .map(fetch, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size)
         )

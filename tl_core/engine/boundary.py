@@ -23,6 +23,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tl_core.data.dataset import epoch_order
+
 if TYPE_CHECKING:
     import keras
     import numpy as np
@@ -202,10 +204,7 @@ def view_batches(
     base_seed = tf.constant(seed, tf.int64)
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-        # Stateless, as in make_batches: depends on (seed, epoch) only.
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(count, dtype=tf.int64), seed=tf.stack([base_seed, epoch])
-        )
+        order = tf.cast(epoch_order(count, seed, epoch), tf.int64)
         drawn = tf.random.stateless_uniform(
             [count], seed=tf.stack([epoch, base_seed]), maxval=views, dtype=tf.int64
         )
