@@ -74,43 +74,16 @@ def _plain_fit(config: Any) -> dict[str, Any]:
     """Fit the classifier of `config` with bare ``model.fit``; epoch ends and accuracy."""
     import keras
 
+    from bench.plain import plain_fit
     from tl_core.data import load_dataset
-    from tl_core.data.dataset import make_batches, split_dataset, steps_per_epoch
-    from tl_core.models.classifier import (
-        apply_freeze_plan,
-        build_classifier,
-        compile_classifier,
-        plan_trainable_blocks,
-    )
 
-    report = load_dataset(config.dataset_id)
-    splits = split_dataset(report, val_fraction=config.val_fraction, seed=config.seed)
-    classifier = build_classifier(config, splits.class_names)
-    names = [b.name for b in classifier.blocks]
-    trainable = plan_trainable_blocks(names, config.freeze, unfreeze_last=config.unfreeze_last)
-    apply_freeze_plan(classifier, trainable, pretrained=not config.from_scratch)
-    compile_classifier(classifier, config, learning_rate=config.learning_rate)
-    common = {
-        "class_names": splits.class_names,
-        "image_size": classifier.image_size,
-        "batch_size": config.batch_size,
-    }
-    train = make_batches(report, splits.train, shuffle_epochs=(0, config.epochs), **common)
-    val = make_batches(report, splits.val, **common)
     ends: list[float] = []
     mark = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: ends.append(time.time()))
-    history = classifier.model.fit(
-        train,
-        validation_data=val,
-        epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch(len(splits.train), config.batch_size),
-        callbacks=[mark],
-        verbose=0,
-    )
+    history, blocks = plain_fit(config, load_dataset(config.dataset_id), [mark])
     return {
         "epoch_s": _median_interval(ends),
         "val_accuracy": float(history.history["val_accuracy"][-1]),
-        "blocks": len(names),
+        "blocks": blocks,
     }
 
 

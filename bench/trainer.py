@@ -79,36 +79,10 @@ def _config(args: argparse.Namespace, dataset_id: str, weights: str) -> Any:
 
 
 def _bare_fit(config: Any, report: Any) -> list[float]:
-    from tl_core.data.dataset import make_batches, split_dataset, steps_per_epoch
-    from tl_core.models.classifier import (
-        apply_freeze_plan,
-        build_classifier,
-        compile_classifier,
-        plan_trainable_blocks,
-    )
+    from bench.plain import plain_fit
 
-    splits = split_dataset(report, val_fraction=config.val_fraction, seed=config.seed)
-    classifier = build_classifier(config, splits.class_names)
-    names = [b.name for b in classifier.blocks]
-    trainable = plan_trainable_blocks(names, "fine-tune", unfreeze_last=config.unfreeze_last)
-    apply_freeze_plan(classifier, trainable, pretrained=not config.from_scratch)
-    compile_classifier(classifier, config, learning_rate=config.learning_rate)
-    common = {
-        "class_names": splits.class_names,
-        "image_size": classifier.image_size,
-        "batch_size": config.batch_size,
-    }
-    train = make_batches(report, splits.train, shuffle_epochs=(0, config.epochs), **common)
-    val = make_batches(report, splits.val, **common)
     timer = _EpochTimer()
-    classifier.model.fit(
-        train,
-        validation_data=val,
-        epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch(len(splits.train), config.batch_size),
-        callbacks=[timer.callback],
-        verbose=0,
-    )
+    plain_fit(config, report, [timer.callback])
     return _intervals(timer.ends)
 
 
