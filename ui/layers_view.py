@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import fields
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -18,7 +19,13 @@ from tl_core.jobs.devices import DeviceInfo, probe_devices
 from tl_core.models import catalog
 from tl_core.models.backbones import BackboneSpec, get_backbone
 from tl_core.models.blocks import BlockInfo
-from tl_core.models.estimate import describe_seconds, estimate_cost
+from tl_core.models.estimate import (
+    PhasePlan,
+    RunEstimate,
+    describe_seconds,
+    estimate_cost,
+    estimate_run,
+)
 from tl_core.viz.plots import freeze_strip_figure
 from ui import state
 
@@ -135,7 +142,8 @@ def render_cost(
     trainable: Collection[str],
     report: DatasetReport | None,
 ) -> None:
-    """Show trainable and frozen parameters, and the estimated time and memory per epoch."""
+    """Show trainable and frozen parameters, the estimated time and memory per epoch, and
+    the whole run's time with cached activations and without."""
     spec = get_backbone(choice.backbone)
     head = (int(blocks[-1].output_shape[-1] or 0) + 1) * len(report.classes) if report else 0
     total = sum(block.params for block in blocks) + head
@@ -168,12 +176,101 @@ def render_cost(
         border=True,
         help="Weights, optimizer state and the activations of one batch.",
     )
+    fast = _setting("fast")
+    run = estimate_run_time(
+        spec,
+        choice.image_size,
+        blocks,
+        report,
+        [PhasePlan(_setting("epochs"), tuple(trainable))],
+        fast=fast,
+        augmentation=_setting("augmentation"),
+        batch_size=batch,
+    )
+    st.markdown(f":material/timer: {describe_run_time(run, fast=fast)}")
     fits = "" if cost.fits_in_memory in (None, True) else " That may not fit this GPU."
     st.caption(
         f"Estimates, not measurements, for {images:,} training images at batch size {batch} "
         f"on {cost.device}, scaled from MobileNetV2 measured on a 2-core CPU: expect them to "
         f"be off by a factor of 2 or 3. Training shows the real time per epoch.{fits}"
     )
+
+
+def estimate_run_time(
+    spec: BackboneSpec,
+    image_size: int,
+    blocks: Sequence[BlockInfo],
+    report: DatasetReport,
+    phases: Sequence[PhasePlan],
+    *,
+    fast: bool,
+    augmentation: Sequence[str],
+    batch_size: int,
+) -> RunEstimate:
+    """Estimate the whole run on this machine, with cached activations and without.
+
+    With augmentation, caching extracts `RunConfig.cache_views` views per training image.
+
+    Example:
+        >>> estimate_run_time(spec, 64, blocks, report, [PhasePlan(10, ())], fast=True,
+        ...                   augmentation=("flip",), batch_size=32).caches  # doctest: +SKIP
+        True
+    """
+    head = (int(blocks[-1].output_shape[-1] or 0) + 1) * len(report.classes)
+    return estimate_run(
+        spec,
+        image_size,
+        blocks,
+        head,
+        phases,
+        num_train_images=training_images(report),
+        num_val_images=validation_images(report),
+        batch_size=batch_size,
+        device=current_device(),
+        fast=fast,
+        views=state.run_config_default("cache_views") if augmentation else 1,
+    )
+
+
+def describe_run_time(run: RunEstimate, *, fast: bool) -> str:
+    """One sentence for people: the run with cached activations and without, or, where
+    caching does not apply, the run and why in one clause.
+
+    Example:
+        >>> describe_run_time(run, fast=True)  # doctest: +SKIP
+        'About 40 s with cached activations (about 2 min without) for 10 epochs: ...'
+    """
+    epochs = f"{run.epochs} epoch{'s' if run.epochs != 1 else ''}"
+    if not run.caches:
+        why = "caching is switched off" if not fast else "every block trains, so nothing is cached"
+        return (
+            f"{_capitalised(describe_seconds(run.plain_seconds))} for {epochs} "
+            f"({describe_seconds(run.plain_seconds_per_epoch)} per epoch); {why}."
+        )
+    return (
+        f"{_capitalised(describe_seconds(run.cached_seconds))} with cached activations "
+        f"({describe_seconds(run.plain_seconds)} without) for {epochs}: one pass of "
+        f"{describe_seconds(run.extraction_seconds)} through the frozen blocks, then "
+        f"{describe_seconds(run.cached_seconds_per_epoch)} per epoch "
+        f"({describe_seconds(run.plain_seconds_per_epoch)} without)."
+    )
+
+
+def _capitalised(words: str) -> str:
+    return words[:1].upper() + words[1:]
+
+
+def _setting(name: str) -> Any:
+    """The Train page's value of `name`, or its `RunConfig` default before a visit there."""
+    value = state.train_setting(name)
+    return state.run_config_default(name) if value is None else value
+
+
+def validation_images(report: DatasetReport) -> int:
+    """Images held out for validation: the val split, or the rest after training."""
+    if report.split is not None and "val" in report.split:
+        return report.split["val"]
+    return report.num_images - training_images(report)
 
 
 def training_images(report: DatasetReport) -> int:

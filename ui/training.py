@@ -25,9 +25,13 @@ from tl_core.config import (
 )
 from tl_core.data.augment import CONTRAST_FACTOR, ROTATION_FACTOR, ZOOM_FACTOR, augment_preview
 from tl_core.jobs.queue import submit
+from tl_core.models.backbones import get_backbone
+from tl_core.models.blocks import BlockInfo
+from tl_core.models.classifier import plan_trainable_blocks
+from tl_core.models.estimate import PhasePlan
 from tl_core.viz.markdown import escape_markdown
 from ui import state
-from ui.layers_view import current_device
+from ui.layers_view import current_device, describe_run_time, estimate_run_time
 
 #: Learning rates offered (a log scale; both defaults are among them).
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2, 0.1)
@@ -149,6 +153,47 @@ def render_form(
         st.markdown(":material/auto_awesome: **Augmentation** (training images only)")
         _render_augmentation(settings, report, choice.image_size)
     return settings
+
+
+def render_time_estimate(
+    choice: state.ModelChoice,
+    report: DatasetReport,
+    blocks: Sequence[BlockInfo] | None,
+    settings: Mapping[str, Any],
+) -> None:
+    """Say how long the run should take with cached activations and without, before Start.
+
+    The phases are the form's: the Layers plan, or with two phases the head and then the
+    top `fine_tune_blocks`. Without the block list (the Layers page has not read it yet)
+    there is nothing to price, and the form says nothing.
+    """
+    if not blocks:
+        return
+    names = [block.name for block in blocks]
+    if settings["two_phase"]:
+        # The form caps the depth at the block count; Start refuses a deeper stored one.
+        depth = min(settings["fine_tune_blocks"], len(names))
+        top = plan_trainable_blocks(names, "fine-tune", unfreeze_last=depth)
+        phases = [PhasePlan(settings["epochs"], ()), PhasePlan(settings["fine_tune_epochs"], top)]
+    else:
+        phases = [PhasePlan(settings["epochs"], choice.trainable(names))]
+    run = estimate_run_time(
+        get_backbone(choice.backbone),
+        choice.image_size,
+        blocks,
+        report,
+        phases,
+        fast=settings["fast"],
+        augmentation=settings["augmentation"],
+        batch_size=settings["batch_size"],
+    )
+    # Where caching cannot apply the form has switched `fast` off; the reason is then
+    # that every block trains, not the user's choice.
+    switched_off = not settings["fast"] and "fast" not in blocked_options(choice, settings)
+    st.caption(
+        f":material/timer: {describe_run_time(run, fast=not switched_off)} An estimate: "
+        "expect it to be off by a factor of 2 or 3."
+    )
 
 
 def _field(name: str, widget: Callable[..., Any], label: str, value: Any, **options: Any) -> Any:
@@ -275,11 +320,11 @@ def _render_recipe(
         _field(
             "fast",
             st.toggle,
-            "Fast head training on cached features",
+            "Train from cached activations of the frozen blocks",
             settings["fast"],
-            help="While only the head trains, the frozen backbone's features are computed "
-            "once and the head trains on them: many times faster. Augmentation does not "
-            "apply then, since every epoch sees the same features.",
+            help="The frozen blocks at the bottom run once over every image (with "
+            "augmentation, a few augmented views of each) and their output is kept; each "
+            "epoch then trains only the blocks above them and the head: many times faster.",
         )
     _field(
         "early_stopping",

@@ -235,6 +235,31 @@ def test_the_cost_panel_counts_parameters_and_estimates_time(
     )
 
 
+def _run_time(app: AppTest) -> str:
+    (sentence,) = [m.value for m in app.markdown if m.value.startswith(":material/timer:")]
+    return sentence
+
+
+def test_the_run_time_is_shown_with_and_without_cached_activations_by_default(
+    layers: AppTest, imagenet: None
+) -> None:
+    layers.run()
+
+    sentence = _run_time(layers)
+    assert layers.radio(key=state.PRESET_PICKER).value == "feature-extraction"
+    assert " with cached activations (" in sentence
+    assert "without) for 10 epochs" in sentence
+    assert "per epoch" in sentence
+
+
+def test_a_full_fine_tune_says_caching_does_not_apply(layers: AppTest, imagenet: None) -> None:
+    layers.radio(key=state.PRESET_PICKER).set_value("full").run()
+
+    sentence = _run_time(layers)
+    assert "every block trains, so nothing is cached" in sentence
+    assert "cached activations" not in sentence
+
+
 def test_without_a_dataset_only_the_parameters_are_counted(app: AppTest) -> None:
     seed_blocks("mobilenet_v2", 224)
 

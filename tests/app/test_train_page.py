@@ -197,6 +197,53 @@ def test_feature_extraction_can_train_the_head_on_cached_features(
     assert (config["freeze"], config["fast"]) == ("feature-extraction", True)
 
 
+@pytest.fixture
+def pretrained(keras_home: Path) -> None:
+    """MobileNetV2's ImageNet weights pretended present and its blocks listed: the Train
+    form can price the run."""
+    (keras_home / "models" / get_backbone("mobilenet_v2").weights_file_for(64)).touch()
+    seed_blocks("mobilenet_v2", 64)
+
+
+def _run_time(app: AppTest) -> str:
+    (sentence,) = [c for c in texts(app, "caption") if c.startswith(":material/timer:")]
+    return sentence
+
+
+def test_the_form_shows_the_run_time_with_and_without_cached_activations_by_default(
+    app: AppTest, sample: DatasetReport, pretrained: None
+) -> None:
+    _open(app, sample)
+
+    assert_no_exception(app)
+    assert app.toggle(key="fast_input").value is True
+    sentence = _run_time(app)
+    assert " with cached activations (" in sentence
+    assert "without) for 10 epochs" in sentence
+
+
+def test_the_form_says_caching_does_not_apply_to_a_full_fine_tune(
+    app: AppTest, sample: DatasetReport, pretrained: None
+) -> None:
+    app.session_state[state.FREEZE_PRESET] = "full"
+
+    _open(app, sample)
+
+    sentence = _run_time(app)
+    assert "every block trains, so nothing is cached" in sentence
+    assert "cached activations" not in sentence
+
+
+def test_switching_caching_off_says_so_before_the_run(
+    app: AppTest, sample: DatasetReport, pretrained: None
+) -> None:
+    _open(app, sample)
+
+    app.toggle(key="fast_input").set_value(False).run()
+
+    assert "caching is switched off" in _run_time(app)
+
+
 def test_new_samples_draw_other_previews(app: AppTest, sample: DatasetReport) -> None:
     _open(app, sample)
     app.checkbox(key="augmentation_input_rotation").check().run()

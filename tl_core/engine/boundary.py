@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tl_core.data.dataset import epoch_order
+from tl_core.models.caching import HEAD_FEATURES, boundary_of
 
 if TYPE_CHECKING:
     import keras
@@ -40,25 +41,6 @@ __all__ = [
     "upper_model",
     "view_batches",
 ]
-
-#: The boundary of a phase in which only the head trains: the pooled backbone features.
-HEAD_FEATURES = "pooled"
-
-
-def boundary_of(block_names: Sequence[str], trainable: Sequence[str]) -> str | None:
-    """Return where a phase's cacheable frozen part ends: `HEAD_FEATURES` when no block
-    trains, the last block below the first trainable one otherwise, ``None`` when the
-    bottom block trains (nothing below it to cache).
-
-    Example:
-        >>> boundary_of(["stem", "block_1", "top"], ()), boundary_of(["stem", "top"], ["stem"])
-        ('pooled', None)
-    """
-    chosen = set(trainable)
-    if not chosen:
-        return HEAD_FEATURES
-    first = next(i for i, name in enumerate(block_names) if name in chosen)
-    return block_names[first - 1] if first >= 1 else None
 
 
 def _boundary_tensor(classifier: Classifier, boundary: str) -> Any:

@@ -12,6 +12,13 @@ frozen and at 21 images/s fully fine-tuned. Another case is scaled
 - plus a fixed cost per batch (Python, data pipeline), which makes tiny models and tiny
   batches slower than their GFLOPs say.
 
+`estimate_run` prices a whole run both ways, with the frozen part's activations cached
+(`tl_core.models.caching`: one extraction pass, then each epoch only the part above the
+boundary) and without. It splits the per-image cost over the blocks by a FLOP-ish proxy,
+each block's parameters times the positions of its output (a convolution's weights run
+once per output position), and scales the split to the per-image time above, so the plain
+figure is `estimate_cost`'s.
+
 Memory counts float32 weights, a gradient and two Adam moments per trainable parameter,
 and activations kept for the backward pass (a rule of thumb per image, ∝ √GFLOPs).
 
@@ -30,17 +37,23 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tl_core.errors import ConfigError
 from tl_core.jobs.devices import DeviceInfo
 from tl_core.models.backbones import BackboneSpec
+from tl_core.models.blocks import BlockInfo
+from tl_core.models.caching import HEAD_FEATURES, boundary_of
 
 __all__ = [
     "GFLOPS",
     "CostEstimate",
+    "PhasePlan",
+    "RunEstimate",
     "describe_seconds",
     "estimate_cost",
+    "estimate_run",
     "gflops",
     "relative_speed",
 ]
@@ -179,12 +192,9 @@ def estimate_cost(
             f"num_train_images={num_train_images}"
         )
     share = trainable_params / total_params
-    compute = gflops(spec.id, image_size) / gflops(_REFERENCE_ID, _REFERENCE_SIZE)
-    reference_seconds = (1 - share) / _FROZEN_IMAGES_PER_S + share / _FULL_IMAGES_PER_S
-    seconds_per_image = reference_seconds * compute / _device_speedup(device)
-    steps = math.ceil(num_train_images / batch_size)
-    step_overhead = _STEP_OVERHEAD_S["gpu" if device.count else "cpu"]
-    seconds = num_train_images * seconds_per_image + steps * step_overhead
+    seconds_per_image = _seconds_per_image(spec, image_size, share, device)
+    step_overhead = _step_overhead(device)
+    seconds = _pass_seconds(num_train_images, batch_size, seconds_per_image, device)
     per_full_batch = batch_size * seconds_per_image + step_overhead
     memory = _memory_mb(spec.id, image_size, trainable_params, total_params, batch_size, share)
     return CostEstimate(
@@ -193,6 +203,138 @@ def estimate_cost(
         memory_mb=memory,
         device=device.describe(),
         fits_in_memory=_fits(memory, device),
+    )
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """One phase of a run as the estimate needs it.
+
+    Attributes:
+        epochs: epochs of the phase.
+        trainable: the names of the blocks that train (the head always trains).
+    """
+
+    epochs: int
+    trainable: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """What a whole run is expected to cost with cached activations and without.
+
+    Attributes:
+        epochs: epochs over all phases.
+        plain_seconds: the run without caching: every epoch runs the whole network.
+        cached_seconds: the run with caching, the extraction pass included; equal to
+            `plain_seconds` when no phase can be cached.
+        plain_seconds_per_epoch: `plain_seconds` per epoch.
+        cached_seconds_per_epoch: training time per epoch with caching, the extraction
+            pass left out (it is paid once, in `extraction_seconds`).
+        extraction_seconds: the one forward pass over the frozen part, per cached phase.
+        caches: whether some phase trains from cached activations.
+    """
+
+    epochs: int
+    plain_seconds: float
+    cached_seconds: float
+    plain_seconds_per_epoch: float
+    cached_seconds_per_epoch: float
+    extraction_seconds: float
+    caches: bool
+
+
+def estimate_run(
+    spec: BackboneSpec,
+    image_size: int,
+    blocks: Sequence[BlockInfo],
+    head_params: int,
+    phases: Sequence[PhasePlan],
+    *,
+    num_train_images: int,
+    num_val_images: int,
+    batch_size: int,
+    device: DeviceInfo,
+    fast: bool = True,
+    views: int = 1,
+) -> RunEstimate:
+    """Estimate a whole run with the frozen part's activations cached and without.
+
+    Without caching, every epoch runs the whole network forward over the training images
+    and the trainable part backward (`estimate_cost`). With caching (`fast`, in each
+    phase whose bottom block is frozen), one pass runs the frozen part up to the boundary
+    over ``num_train_images * views + num_val_images`` images, then each epoch runs only
+    the blocks above the boundary and the head. Validation, the same both ways apart from
+    the extraction, is left out, as in `estimate_cost`.
+
+    Args:
+        spec: the backbone.
+        image_size: input side in pixels.
+        blocks: the backbone's blocks at `image_size`, input side first.
+        head_params: parameters of the new head.
+        phases: the run's phases, in order (one, or head then fine-tune).
+        num_train_images: images in one epoch.
+        num_val_images: validation images, extracted once with the training images.
+        batch_size: images per step.
+        device: where training runs.
+        fast: whether caching is on (default True, `RunConfig.fast`).
+        views: augmented views cached per training image (default 1: no augmentation).
+
+    Example:
+        >>> from tl_core.models.backbones import get_backbone
+        >>> blocks = [BlockInfo("stem", (), 1000, (None, 8, 8, 16)),
+        ...           BlockInfo("top", (), 4000, (None, 4, 4, 64))]
+        >>> run = estimate_run(get_backbone("mobilenet_v2"), 160, blocks, 260,
+        ...                    [PhasePlan(10, ())], num_train_images=320, num_val_images=80,
+        ...                    batch_size=32, device=DeviceInfo("cpu", cpu_count=2))
+        >>> run.caches, run.cached_seconds < run.plain_seconds
+        (True, True)
+    """
+    if not blocks or head_params < 0 or views < 1 or not phases:
+        raise ConfigError(
+            "Expected at least one block and one phase, `head_params` >= 0 and `views` >= 1. "
+            f"Received: {len(blocks)} blocks, {len(phases)} phases, head_params={head_params}, "
+            f"views={views}"
+        )
+    names = [block.name for block in blocks]
+    *weights, head_weight = _compute_weights(blocks, head_params)
+    total_params = sum(block.params for block in blocks) + head_params
+    plain = cached = extraction = 0.0
+    caches = False
+    for phase in phases:
+        trains = set(phase.trainable)
+        learning = sum(b.params for b in blocks if b.name in trains) + head_params
+        per_image = _seconds_per_image(spec, image_size, learning / max(total_params, 1), device)
+        # Cost units per image: 1 per forward unit, the measured backward ratio on top
+        # where weights train; the split then prices parts of the plain per-image time.
+        ratio = _FROZEN_IMAGES_PER_S / _FULL_IMAGES_PER_S
+        units = [ratio * w if n in trains else w for n, w in zip(names, weights, strict=True)]
+        head_units = ratio * head_weight
+        plain_units = sum(units) + head_units
+        plain_epoch = _pass_seconds(num_train_images, batch_size, per_image, device)
+        plain += phase.epochs * plain_epoch
+        boundary = boundary_of(names, trains) if fast else None
+        if boundary is None:
+            cached += phase.epochs * plain_epoch
+            continue
+        caches = True
+        cut = len(names) if boundary == HEAD_FEATURES else names.index(boundary) + 1
+        upper = (sum(units[cut:]) + head_units) / plain_units
+        lower = sum(weights[:cut]) / plain_units
+        extracted = num_train_images * views + num_val_images
+        extraction += _pass_seconds(extracted, batch_size, per_image * lower, device)
+        cached += phase.epochs * _pass_seconds(
+            num_train_images, batch_size, per_image * upper, device
+        )
+    epochs = max(sum(phase.epochs for phase in phases), 1)
+    return RunEstimate(
+        epochs=epochs,
+        plain_seconds=plain,
+        cached_seconds=cached + extraction,
+        plain_seconds_per_epoch=plain / epochs,
+        cached_seconds_per_epoch=cached / epochs,
+        extraction_seconds=extraction,
+        caches=caches,
     )
 
 
@@ -215,6 +357,45 @@ def describe_seconds(seconds: float) -> str:
 def _round_nicely(value: float) -> int:
     """Whole units below 10, multiples of 5 above: no estimate should look precise."""
     return max(1, round(value)) if value < 10 else 5 * round(value / 5)
+
+
+def _seconds_per_image(
+    spec: BackboneSpec, image_size: int, share: float, device: DeviceInfo
+) -> float:
+    """Compute seconds per training image when `share` of the parameters train."""
+    compute = gflops(spec.id, image_size) / gflops(_REFERENCE_ID, _REFERENCE_SIZE)
+    reference_seconds = (1 - share) / _FROZEN_IMAGES_PER_S + share / _FULL_IMAGES_PER_S
+    return reference_seconds * compute / _device_speedup(device)
+
+
+def _step_overhead(device: DeviceInfo) -> float:
+    return _STEP_OVERHEAD_S["gpu" if device.count else "cpu"]
+
+
+def _pass_seconds(
+    images: int, batch_size: int, seconds_per_image: float, device: DeviceInfo
+) -> float:
+    """One pass over `images` in batches: compute plus the fixed cost of each step."""
+    return images * seconds_per_image + math.ceil(images / batch_size) * _step_overhead(device)
+
+
+def _compute_weights(blocks: Sequence[BlockInfo], head_params: int) -> list[float]:
+    """Each block's share of a forward pass, then the head's: parameters × output
+    positions, since a convolution's weights run once per position. Blocks without
+    parameters or shapes fall back to parameters, then to equal shares."""
+    proxy = [float(b.params * _positions(b.output_shape)) for b in blocks] + [float(head_params)]
+    if sum(proxy) <= 0:
+        proxy = [float(b.params) for b in blocks] + [float(head_params)]
+    if sum(proxy) <= 0:
+        proxy = [1.0] * (len(blocks) + 1)
+    total = sum(proxy)
+    return [value / total for value in proxy]
+
+
+def _positions(shape: Sequence[int | None]) -> int:
+    """Spatial positions of a block output ``(batch, height, width, channels)``; 1 for a
+    flat output."""
+    return math.prod(dim or 1 for dim in shape[1:-1])
 
 
 def _device_speedup(device: DeviceInfo) -> float:

@@ -9,11 +9,16 @@ import pytest
 from tl_core.errors import ConfigError
 from tl_core.jobs.devices import DeviceInfo
 from tl_core.models.backbones import BACKBONES, get_backbone
+from tl_core.models.blocks import BlockInfo
+from tl_core.models.caching import HEAD_FEATURES, boundary_of
 from tl_core.models.estimate import (
     GFLOPS,
     CostEstimate,
+    PhasePlan,
+    RunEstimate,
     describe_seconds,
     estimate_cost,
+    estimate_run,
     relative_speed,
 )
 
@@ -159,3 +164,131 @@ def test_an_unknown_backbone_names_the_table_to_extend() -> None:
 )
 def test_durations_are_said_roughly(seconds: float, words: str) -> None:
     assert describe_seconds(seconds) == words
+
+
+# The whole run with cached activations and without (`estimate_run`, `boundary_of`).
+
+#: A small backbone as the Layers page lists it: blocks input side first, 64 px.
+BLOCKS = [
+    BlockInfo("stem", ("conv",), 1_000, (None, 32, 32, 32)),
+    BlockInfo("block_1", ("conv_1",), 10_000, (None, 16, 16, 64)),
+    BlockInfo("block_2", ("conv_2",), 40_000, (None, 8, 8, 128)),
+    BlockInfo("top", ("conv_top",), 160_000, (None, 4, 4, 256)),
+]
+NAMES = [block.name for block in BLOCKS]
+HEAD = (256 + 1) * 4
+
+
+def _run(*trainable: str, fast: bool = True, views: int = 1, epochs: int = 10) -> RunEstimate:
+    return estimate_run(
+        MOBILENET_V2,
+        64,
+        BLOCKS,
+        HEAD,
+        [PhasePlan(epochs, trainable)],
+        num_train_images=320,
+        num_val_images=80,
+        batch_size=32,
+        device=CPU,
+        fast=fast,
+        views=views,
+    )
+
+
+@pytest.mark.parametrize(
+    ("trainable", "boundary"),
+    [
+        ((), HEAD_FEATURES),
+        (("top",), "block_2"),
+        (("block_1", "block_2", "top"), "stem"),
+        (("block_2",), "block_1"),
+        (tuple(NAMES), None),
+        (("stem", "top"), None),
+    ],
+)
+def test_the_boundary_is_the_last_frozen_block_below_the_first_trainable_one(
+    trainable: tuple[str, ...], boundary: str | None
+) -> None:
+    assert boundary_of(NAMES, trainable) == boundary
+
+
+def test_the_engine_cuts_where_the_estimate_prices() -> None:
+    engine_boundary = pytest.importorskip("tl_core.engine.boundary")
+
+    assert engine_boundary.boundary_of is boundary_of
+    assert engine_boundary.HEAD_FEATURES == HEAD_FEATURES
+
+
+@pytest.mark.parametrize("trainable", [(), ("top",), ("block_1", "block_2", "top")])
+def test_caching_a_frozen_bottom_makes_the_run_faster(trainable: tuple[str, ...]) -> None:
+    run = _run(*trainable)
+
+    assert run.caches
+    assert run.cached_seconds < run.plain_seconds
+    assert run.cached_seconds_per_epoch < run.plain_seconds_per_epoch
+    assert 0 < run.extraction_seconds < run.cached_seconds
+
+
+def test_the_plain_run_is_the_per_epoch_estimate_times_the_epochs() -> None:
+    run = _run("top")
+    trainable = BLOCKS[-1].params + HEAD
+    total = sum(block.params for block in BLOCKS) + HEAD
+    per_epoch = estimate_cost(MOBILENET_V2, 64, 320, trainable, total, 32, CPU)
+
+    assert run.plain_seconds == pytest.approx(10 * per_epoch.seconds_per_epoch)
+    assert run.plain_seconds_per_epoch == pytest.approx(per_epoch.seconds_per_epoch)
+
+
+def test_the_more_blocks_stay_frozen_the_more_caching_saves() -> None:
+    savings = [
+        _run(*NAMES[frozen:]).plain_seconds_per_epoch
+        / _run(*NAMES[frozen:]).cached_seconds_per_epoch
+        for frozen in (1, 2, 3, 4)
+    ]
+
+    assert savings == sorted(savings) and len(set(savings)) == 4
+
+
+@pytest.mark.parametrize(("trainable", "fast"), [(tuple(NAMES), True), ((), False)])
+def test_without_a_cache_both_figures_are_the_plain_run(
+    trainable: tuple[str, ...], fast: bool
+) -> None:
+    run = _run(*trainable, fast=fast)
+
+    assert not run.caches
+    assert run.extraction_seconds == 0
+    assert run.cached_seconds == run.plain_seconds
+    assert run.cached_seconds_per_epoch == run.plain_seconds_per_epoch
+
+
+def test_augmented_views_make_the_extraction_longer_but_not_the_epochs() -> None:
+    one, four = _run(views=1), _run(views=4)
+
+    assert four.extraction_seconds > 3 * one.extraction_seconds
+    assert four.cached_seconds_per_epoch == one.cached_seconds_per_epoch
+    assert four.plain_seconds == one.plain_seconds
+
+
+def test_two_phases_pay_one_extraction_each_and_add_their_epochs() -> None:
+    head, fine_tune = PhasePlan(10, ()), PhasePlan(5, ("top",))
+    run = estimate_run(
+        MOBILENET_V2, 64, BLOCKS, HEAD, [head, fine_tune],
+        num_train_images=320, num_val_images=80, batch_size=32, device=CPU,
+    )  # fmt: skip
+
+    assert run.epochs == 15
+    assert run.caches and run.cached_seconds < run.plain_seconds
+    assert run.plain_seconds == pytest.approx(
+        _run(epochs=10).plain_seconds + _run("top", epochs=5).plain_seconds
+    )
+    assert run.extraction_seconds == pytest.approx(
+        _run(epochs=10).extraction_seconds + _run("top", epochs=5).extraction_seconds
+    )
+
+
+def test_a_run_without_blocks_is_refused_with_the_argument_named() -> None:
+    with pytest.raises(ConfigError, match="at least one block"):
+        estimate_run(
+            MOBILENET_V2, 64, [], HEAD, [PhasePlan(1, ())],
+            num_train_images=1, num_val_images=0, batch_size=1, device=CPU,
+        )  # fmt: skip
