@@ -2,7 +2,7 @@
 
 - `queue`: the SQLite job queue (submit, stop, resume), who writes a run (its writer
   lock) and which record owns which state.
-- `scheduler`: starts queued jobs on GPU slots through a runner (the local process runner)
+- `scheduler`: starts queued jobs on GPU slots through a runner (local processes, warm)
   and settles them.
 - `devices`: the GPUs this process may use (``nvidia-smi`` and ``CUDA_VISIBLE_DEVICES``).
 - `runs`: the run folder on disk (``run.json``, ``status.json``, ``metrics.jsonl``) and
