@@ -840,7 +840,10 @@ class _Trainer:
             dtype,
             views,
         )
-        fit_model = upper_model(classifier, boundary, shape)
+        # Inside the strategy's scope: a model made outside it fits under the default
+        # strategy, and its optimizer (compiled in the scope) then refuses to build.
+        with built.strategy.scope():
+            fit_model = upper_model(classifier, boundary, shape)
         return fit_model, *self._view_batches(train, val, records, epochs, common)
 
     def _activations(
