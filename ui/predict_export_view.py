@@ -1,6 +1,7 @@
 """The Predict & Export page's pieces: pictures to classify, predictions, exports, the card.
 
-The web process never loads a model (FIELD_NOTES on ``safe_mode``): predictions and
+The web process never loads a model (Keras model files have had many ``safe_mode``
+bypasses, CVE-2025-1550 among them): predictions and
 exports are background analyses (`ui.analysis.await_analysis`), whose CLI arguments are
 built here by `predict_args` and `export_args`, so that tests store results under the
 very arguments the page asks for. Uploaded pictures are checked with Pillow and stored

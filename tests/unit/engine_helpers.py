@@ -40,7 +40,7 @@ TINY: dict[str, Any] = {
     "seed": 0,
 }
 
-#: The keys of an epoch line of ``metrics.jsonl`` (ARCHITECTURE.md).
+#: The keys of an epoch line of ``metrics.jsonl`` (the run-folder contract).
 EPOCH_KEYS = frozenset(
     {"epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
 )

@@ -1,7 +1,7 @@
 """Model work for the web app (evaluate, explain, embed, export), run in background processes.
 
 The web process never imports TensorFlow and never loads a model: a model file is code as
-much as data (see FIELD_NOTES on ``safe_mode``), TensorFlow costs seconds and hundreds of
+much as data (Keras's ``safe_mode`` has had many bypasses), TensorFlow costs seconds and hundreds of
 megabytes per process, and a Streamlit script thread must stay responsive. So every
 analysis of a trained run is one ``python -m tl_core`` CLI command (``evaluate``,
 ``embeddings``, ``predict --gradcam``, ``export``) run in a process of its own by

@@ -207,8 +207,8 @@ def ladder_caveat(base: RunConfig) -> str | None:
     """Return what a viewer should know before reading a ladder on `base`, or ``None``.
 
     With random weights the frozen blocks of the shallow rungs pass almost nothing on
-    (FIELD_NOTES: output std ~1e-12), so those rungs stay near chance. That is a finding
-    worth showing (freezing only pays with pretrained weights), not an error.
+    (measured: output std ~1e-12 with BatchNorm frozen), so those rungs stay near chance.
+    That is a finding worth showing (freezing only pays with pretrained weights), not an error.
 
     Example:
         >>> ladder_caveat(RunConfig(dataset_id="0123456789ab", weights="imagenet")) is None

@@ -92,7 +92,8 @@ class BatchNormRecalibrator:
 
     BatchNorm trained from scratch on little data keeps moving statistics far from the
     real ones (momentum 0.99 forgets slowly), so validation runs on wrong statistics and
-    sits at chance (FIELD_NOTES). Before each validation we re-estimate them on training
+    sits at chance (measured: MobileNetV2 at 64 px, 48 images, 10 epochs: train accuracy
+    0.92, validation 0.25). Before each validation we re-estimate them on training
     images without augmentation: with momentum 0 each forward pass leaves one batch's
     statistics in the layer, and the average of those becomes the moving statistics.
 

@@ -12,7 +12,8 @@ The web process must stay light, so nothing here imports TensorFlow or Keras:
   does not gain from being blown up to a backbone's 224 px.
 - Weights files (`store_weights_file`): an uploaded ``.h5`` is stored under
   ``TL_HOME/weights/`` and never loaded here; the training worker loads it and reports a
-  mismatch (FIELD_NOTES: Keras model files have had many ``safe_mode`` bypasses).
+  mismatch (Keras model files have had many ``safe_mode`` bypasses, CVE-2025-1550
+  among them, so the web process never opens one).
 
 Example:
     >>> blocks = backbone_blocks("mobilenet_v2", 64)  # doctest: +SKIP

@@ -8,7 +8,7 @@ The model takes raw RGB pixels 0–255 and holds everything else::
 Preprocessing uses built-in Keras layers only (`Rescaling`, a fixed 1×1 `Conv2D` for the
 "caffe" BGR flip and mean subtraction), so a saved model loads in plain Keras.
 
-The freeze plan (`apply_freeze_plan`) follows the contract in ``shared/ARCHITECTURE.md``:
+The freeze plan (`apply_freeze_plan`) follows the studio's contract:
 blocks are frozen or trainable as a whole; BatchNormalization is frozen (``trainable=False``,
 which also makes it run in inference mode) in every frozen block, and also in trainable
 blocks when the weights are pretrained, unless ``train_bn`` asks otherwise; from scratch it
@@ -45,7 +45,8 @@ __all__ = [
 ]
 
 #: BatchNorm momentum used when its statistics are learned from scratch: Keras's 0.99
-#: lags far behind on small data and leaves validation at chance (FIELD_NOTES).
+#: lags far behind on small data and leaves validation at chance (measured: validation
+#: 0.25 at every epoch with 0.99, 0.75 with 0.9 on 144 images).
 SCRATCH_BN_MOMENTUM = 0.9
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -292,7 +293,7 @@ def apply_freeze_plan(
 ) -> FreezeSummary:
     """Make the named blocks trainable and every other block frozen; the head trains.
 
-    The order matters (FIELD_NOTES): ``trainable`` on a layer recurses into its
+    The order matters: ``trainable`` on a layer recurses into its
     sublayers, so it is set backbone → blocks → BatchNorm. Call `compile_classifier`
     afterwards: Keras applies ``trainable`` changes only when compiling.
 

@@ -1,4 +1,4 @@
-"""The classifier, its freeze plan and the BatchNorm rule (shared/ARCHITECTURE.md).
+"""The classifier, its freeze plan and the BatchNorm rule of the freeze contract.
 
 One MobileNetV2 at 32 px is built for the whole module (building costs seconds); every
 test applies its own freeze plan first, so the tests do not depend on their order.
