@@ -28,17 +28,15 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from tl_core import JobError, TLError, tl_home
+from tl_core import TLError, tl_home
 from tl_core.analysis.compare import ghost_curves
 from tl_core.jobs.progress import describe_duration, training_progress
 from tl_core.jobs.queue import (
-    get,
     list_jobs,
     queue_position,
     request_stop,
     resume,
-    shown_state,
-    writer_alive,
+    run_state,
 )
 from tl_core.jobs.runs import (
     ACTIVE_STATES,
@@ -196,23 +194,15 @@ class _States:
 
 
 def _states(run_id: str) -> _States:
-    """Read the run's states from its ``status.json``, its writer lock and the queue.
+    """Read how the run stands (`tl_core.jobs.queue.run_state`) and whether a stop was asked.
 
     The worker writes its final state a moment before the scheduler settles the job, so
     both are watched: the buttons follow the queue and the lock, the rest follows the
     run's files.
     """
-    root = run_path(run_id)
-    status = read_status(root)
-    writing = writer_alive(root)
-    try:
-        job = get(run_id)
-    except JobError:
-        job = None
-    job_state, note = (job.state, job.note) if job is not None else (None, None)
-    stopping = RunFiles(root).stop_flag.exists()
-    shown = shown_state(job_state, status, writing=writing)
-    return _States(shown, job_state, note, writing, stopping)
+    now = run_state(run_id)
+    stopping = RunFiles(run_path(run_id)).stop_flag.exists()
+    return _States(now.shown, now.job, now.note, now.writing, stopping)
 
 
 def _epochs_key(epochs: list[dict[str, Any]]) -> tuple[int, float | None]:

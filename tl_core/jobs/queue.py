@@ -61,6 +61,7 @@ from tl_core.jobs.runs import (
     new_run_id,
     prepare_run,
     read_json,
+    read_shown_status,
     read_status,
     run_path,
     write_status,
@@ -70,6 +71,7 @@ from tl_core.workspace import tl_home
 __all__ = [
     "SCHEMA_VERSION",
     "Job",
+    "RunState",
     "get",
     "list_jobs",
     "queue_path",
@@ -77,6 +79,7 @@ __all__ = [
     "request_stop",
     "resume",
     "run_shown_state",
+    "run_state",
     "shown_state",
     "submit",
     "write_status_unless_written",
@@ -227,26 +230,47 @@ def shown_state(job_state: str | None, status: RunStatus | None, *, writing: boo
     return job_state
 
 
-def run_shown_state(run_id: str, *, home: Path | None = None) -> str:
-    """The state the pages show for `run_id`: the queue, ``status.json`` and the writer lock.
+@dataclass(frozen=True)
+class RunState:
+    """How a run stands, from the queue, its ``status.json`` and its writer lock.
 
-    A ``status.json`` that exists but cannot be read (damaged on disk) counts as a run that
-    was running: with no writer it reads ``interrupted``, which the pages explain and offer
-    to resume.
+    ``shown``: the state the pages show (`shown_state`); ``job`` and ``note``: the queue's
+    state and note (``None``: not a queued job); ``writing``: a worker holds the lock.
+    """
+
+    shown: str
+    job: str | None
+    note: str | None
+    writing: bool
+
+
+def run_state(run_id: str, *, home: Path | None = None) -> RunState:
+    """Read how `run_id` stands now (see `RunState`); a damaged ``status.json`` counts as
+    `read_shown_status` says.
+
+    Example:
+        >>> run_state("20261123-131500-a1b2c3").shown  # doctest: +SKIP
+        'completed'
+    """
+    root = run_path(run_id, home)
+    status = read_shown_status(root)
+    writing = writer_alive(root)
+    try:
+        job: Job | None = get(run_id, home=home)
+    except JobError:
+        job = None
+    job_state, note = (job.state, job.note) if job is not None else (None, None)
+    return RunState(shown_state(job_state, status, writing=writing), job_state, note, writing)
+
+
+def run_shown_state(run_id: str, *, home: Path | None = None) -> str:
+    """The state the pages show for `run_id` (`run_state`'s ``shown``).
 
     Example:
         >>> run_shown_state("20261123-131500-a1b2c3")  # doctest: +SKIP
         'completed'
     """
-    root = run_path(run_id, home)
-    status = read_status(root)
-    if status is None and RunFiles(root).status.exists():
-        status = RunStatus(state="running")
-    try:
-        job_state: str | None = get(run_id, home=home).state
-    except JobError:
-        job_state = None
-    return shown_state(job_state, status, writing=writer_alive(root))
+    return run_state(run_id, home=home).shown
 
 
 # --- the queue database ---------------------------------------------------------------------

@@ -52,6 +52,7 @@ __all__ = [
     "prepare_run",
     "read_json",
     "read_metrics",
+    "read_shown_status",
     "read_status",
     "run_files_signature",
     "run_path",
@@ -209,6 +210,22 @@ def read_status(root: Path) -> RunStatus | None:
     return RunStatus(**known)
 
 
+def read_shown_status(root: Path) -> RunStatus | None:
+    """`read_status` for what the pages show: a ``status.json`` that exists but cannot be
+    read (damaged on disk; the writers replace it atomically, so never half-written by
+    them) counts as a run that was running. With no writer alive it then reads
+    ``interrupted``, which the pages explain and offer to resume.
+
+    Example:
+        >>> read_shown_status(run_path("20261123-131500-a1b2c3"))  # doctest: +SKIP
+        RunStatus(state='completed', ...)
+    """
+    status = read_status(root)
+    if status is None and RunFiles(root).status.exists():
+        return RunStatus(state="running")
+    return status
+
+
 def read_metrics(root: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Return the epoch lines of ``metrics.jsonl`` and the latest batch line.
 
@@ -347,7 +364,7 @@ def summarize_run(
             "Pick a run from the runs list."
         )
     config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
-    status = read_status(root) or RunStatus(created_at=_number(doc.get("created"), 0.0))
+    status = read_shown_status(root) or RunStatus(created_at=_number(doc.get("created"), 0.0))
     best = best_epoch(_epoch_lines(root) if epochs is None else epochs)
     blocks = doc.get("blocks")
     trainable = total = None

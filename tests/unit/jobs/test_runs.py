@@ -19,6 +19,7 @@ from tl_core.jobs.runs import (
     new_run_id,
     read_json,
     read_metrics,
+    read_shown_status,
     read_status,
     run_path,
     runs_dir,
@@ -138,6 +139,14 @@ def test_status_round_trips_and_ignores_keys_it_does_not_know(tmp_path: Path) ->
 
     assert read_status(tmp_path) == status
     assert read_status(tmp_path / "elsewhere") is None
+
+
+def test_a_damaged_status_file_is_shown_as_a_run_that_was_running(tmp_path: Path) -> None:
+    RunFiles(tmp_path).status.write_text('{"state": "runn')
+
+    assert read_status(tmp_path) is None
+    assert read_shown_status(tmp_path).state == "running"
+    assert read_shown_status(tmp_path / "elsewhere") is None
 
 
 def test_status_with_changes_refreshes_updated_at() -> None:
