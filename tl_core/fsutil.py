@@ -36,6 +36,7 @@ __all__ = [
     "atomic_write",
     "jsonable",
     "lock_held",
+    "read_json",
     "temporary_name",
     "write_bytes_atomic",
     "write_json_atomic",
@@ -116,6 +117,14 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # NumPy scalars
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """Read a JSON file; return `default` when it is missing or not (yet) valid."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return default
 
 
 def write_json_atomic(path: Path, doc: Any, *, durable: bool = True) -> None:

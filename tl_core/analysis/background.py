@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_core.errors import JobError
-from tl_core.jobs.processes import process_alive, reap_children, spawn_tracked
+from tl_core.jobs.processes import marker_alive, reap_children, spawn_tracked
 from tl_core.jobs.runs import RunFiles, read_json, write_json_atomic
 from tl_core.workspace import tl_home
 
@@ -65,10 +65,6 @@ __all__ = [
 
 #: Folder of a run directory that holds its analyses.
 ANALYSIS_DIR = "analysis"
-
-#: A pid file without a pid yet (its starter is between creating it and spawning) counts
-#: as running for this long; after that its starter is taken to have died.
-_SPAWN_GRACE_S = 30.0
 
 #: Environment variable: how many analyses may work at once in one workspace.
 SLOTS_ENV = "TL_ANALYSIS_SLOTS"
@@ -212,10 +208,7 @@ def _running(paths: _Paths) -> Analysis | None:
     if not isinstance(marker, dict):
         return None
     started_at = float(marker.get("started_at") or 0.0)
-    pid = marker.get("pid")
-    if (pid is None and time.time() - started_at < _SPAWN_GRACE_S) or (
-        pid is not None and process_alive(int(pid), marker.get("start_time"))
-    ):
+    if marker_alive(marker):
         return Analysis(
             "running", started_at=started_at, log=paths.log, waiting=paths.waiting.exists()
         )

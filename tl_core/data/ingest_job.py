@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -43,8 +42,8 @@ from typing import IO, Any
 
 from tl_core.data.archive import archive_id, discard_staging, ingest_archive
 from tl_core.errors import DataError, TLError
-from tl_core.fsutil import FolderLock, write_json_atomic
-from tl_core.jobs.processes import process_alive, reap_children, spawn_tracked
+from tl_core.fsutil import FolderLock, read_json, write_json_atomic
+from tl_core.jobs.processes import marker_alive, reap_children, spawn_tracked
 from tl_core.workspace import datasets_dir, tl_home
 
 __all__ = [
@@ -62,9 +61,6 @@ __all__ = [
 #: Folder of ``TL_HOME`` that holds the ingests in progress and their outcomes.
 INGESTS_DIR = "ingests"
 
-#: A marker without a pid yet (its starter is between creating it and spawning) counts as
-#: running for this long; after that its starter is taken to have died.
-_SPAWN_GRACE_S = 30.0
 #: Seconds between two progress writes: often enough for a 1 s poll, rare enough that a
 #: 50,000-file archive does not spend its time writing progress.
 _PROGRESS_EVERY_S = 0.2
@@ -212,7 +208,7 @@ def start_ingest(
     reap_children()
     with _locked(paths):
         marker = _marker(paths)
-        if not _stored(ticket, home) and not (marker is not None and _alive(marker)):
+        if not _stored(ticket, home) and not (marker is not None and marker_alive(marker)):
             if marker is not None:
                 _settle_crash(paths, ticket, marker, home)
             _launch(paths, path, ticket, consume, home)
@@ -238,15 +234,15 @@ def ingest_state(ticket: IngestTicket, *, home: Path | None = None) -> IngestSta
         if _stored(ticket, home):
             return IngestState("ready")
         marker = _marker(paths)
-        if marker is not None and _alive(marker):
+        if marker is not None and marker_alive(marker):
             return _progress(paths, marker)
         if marker is not None:
             with _locked(paths):
                 marker = _marker(paths)  # another session may have settled it, or restarted
-                if marker is not None and not _alive(marker):
+                if marker is not None and not marker_alive(marker):
                     _settle_crash(paths, ticket, marker, home)
             continue
-        record = _read(paths.error)
+        record = read_json(paths.error)
         if isinstance(record, dict):
             return IngestState(
                 "failed",
@@ -286,28 +282,13 @@ def _stored(ticket: IngestTicket, home: Path | None) -> bool:
     return (datasets_dir(home) / ticket.dataset_id / "report.json").is_file()
 
 
-def _read(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
 def _marker(paths: _Paths) -> dict[str, Any] | None:
-    marker = _read(paths.pid)
+    marker = read_json(paths.pid)
     return marker if isinstance(marker, dict) else None
 
 
-def _alive(marker: dict[str, Any]) -> bool:
-    """Whether the marker's process lives (or is still being started by its starter)."""
-    pid = marker.get("pid")
-    if pid is None:
-        return time.time() - float(marker.get("started_at") or 0.0) < _SPAWN_GRACE_S
-    return process_alive(int(pid), marker.get("start_time"))
-
-
 def _progress(paths: _Paths, marker: dict[str, Any]) -> IngestState:
-    progress = _read(paths.progress)
+    progress = read_json(paths.progress)
     pid = marker.get("pid")
     if not isinstance(progress, dict):
         return IngestState("running", pid=pid)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tl_core.fsutil import write_json_atomic
 
 __all__ = [
+    "SPAWN_GRACE_S",
+    "marker_alive",
     "process_alive",
     "process_start_time",
     "reap_children",
@@ -131,6 +134,25 @@ def spawn_tracked(
     doc = {"pid": process.pid, "start_time": process_start_time(process.pid), **facts}
     write_json_atomic(marker, doc)
     return process
+
+
+#: A marker without a pid yet (its starter is between creating it and spawning) counts as
+#: a live process for this long; after that its starter is taken to have died.
+SPAWN_GRACE_S = 30.0
+
+
+def marker_alive(marker: Mapping[str, Any]) -> bool:
+    """Whether the process a `spawn_tracked` marker names still lives, or is still being
+    started (no pid yet, for up to `SPAWN_GRACE_S` after its ``started_at``).
+
+    Example:
+        >>> marker_alive({"pid": None, "started_at": time.time()})
+        True
+    """
+    pid = marker.get("pid")
+    if pid is None:
+        return time.time() - float(marker.get("started_at") or 0.0) < SPAWN_GRACE_S
+    return process_alive(int(pid), marker.get("start_time"))
 
 
 def reap_children() -> None:

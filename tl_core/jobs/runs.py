@@ -34,7 +34,7 @@ from typing import Any
 
 from tl_core.config import RunConfig
 from tl_core.errors import JobError
-from tl_core.fsutil import jsonable, write_json_atomic
+from tl_core.fsutil import jsonable, read_json, write_json_atomic
 from tl_core.workspace import safe_join, tl_home
 
 __all__ = [
@@ -179,14 +179,6 @@ def run_path(run_id: str, home: Path | None = None) -> Path:
             "Pick a run from the runs list."
         )
     return safe_join(runs_dir(home), run_id)
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    """Read a JSON file; return `default` when it is missing or not (yet) valid."""
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return default
 
 
 def append_jsonl(path: Path, doc: dict[str, Any]) -> None:
