@@ -11,7 +11,8 @@ TLError                 base: anything the user can fix
 ├── ConfigError         invalid settings (RunConfig, CLI flags)
 ├── WeightsUnavailable  pretrained weights cannot be found or loaded
 ├── JobError            queue, worker or resume problems
-└── ExportError         exporting a trained model failed
+├── ExportError         exporting a trained model failed
+└── AccessDenied        class mode: a sign-in failed, or the acting person may not do this
 ```
 
 The CLI maps `TLError` to exit code 2 and anything else to exit code 1; pages show
@@ -21,6 +22,7 @@ The CLI maps `TLError` to exit code 2 and anything else to exit code 1; pages sh
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
     "ConfigError",
     "DataError",
     "ExportError",
@@ -52,3 +54,8 @@ class JobError(TLError):
 
 class ExportError(TLError):
     """A trained model cannot be exported."""
+
+
+class AccessDenied(TLError):
+    """Class mode: a sign-in was refused, or the acting person may not do this (someone
+    else's run, the teacher's controls, a quota)."""

@@ -1,7 +1,7 @@
 """The rooms of `tl_core` keep their import rules.
 
-- `data`, `models`, `jobs` and `viz` never import `engine` or `analysis` (the TensorFlow side
-  and the questions asked of trained runs), not even inside a function.
+- `data`, `models`, `jobs`, `classroom` and `viz` never import `engine` or `analysis` (the
+  TensorFlow side and the questions asked of trained runs), not even inside a function.
 - Nothing the web process imports (the facade, the UI helpers, every module outside
   `engine`) pulls in TensorFlow or Keras when imported: the app's first paint stays fast
   and the server never holds a model.
@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "tl_core"
-LOWER_ROOMS = ("data", "models", "jobs", "viz")
+LOWER_ROOMS = ("data", "models", "jobs", "classroom", "viz")
 UPPER_ROOMS = ("tl_core.engine", "tl_core.analysis")
 
 
