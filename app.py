@@ -2,20 +2,23 @@
 
 It only wires things up: the pages are the wizard steps in `ui.wizard.STEPS`, and the
 sidebar (dataset, progress) is drawn after the page so that it shows the page's choices.
+In class mode nothing but the sign-in runs until the session knows who is there
+(`ui.signin.require_identity`).
 The first page view starts the server's training scheduler (`ui.jobs.scheduler`).
 Pages run inside `ui.shell.inside_app`, so that none of them can run without this shell.
 """
 
 import streamlit as st
 
-from ui import datasets, jobs, shell, sidebar, wizard
+from ui import datasets, jobs, shell, sidebar, signin, wizard
 
 st.set_page_config(
     page_title="Transfer-learning studio", page_icon=":material/school:", layout="wide"
 )
 jobs.scheduler()
+person = signin.require_identity()
 page = st.navigation(wizard.pages())
 datasets.sync_dataset_with_url()
 with shell.inside_app():
     page.run()
-sidebar.render()
+sidebar.render(person)

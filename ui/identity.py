@@ -31,6 +31,9 @@ IDENTITY = "class_identity"
 COOKIE = "tl_session"
 #: Session-state key of the token to write into the cookie on this run (after a sign-in).
 _PENDING_COOKIE = "class_pending_cookie"
+#: Session-state flag: signed out in this session, so the cookie the browser sent when the
+#: session began (still holding the old token) must not sign the person in again.
+_SIGNED_OUT = "class_signed_out"
 
 _ENV_KEYS = (
     "TL_CLASS_CODE",
@@ -93,7 +96,7 @@ def is_teacher() -> bool:
 def restore_identity(config: ClassConfig) -> Identity | None:
     """The session's identity, taken from the sign-in cookie on a fresh session."""
     identity = signed_in()
-    if identity is None:
+    if identity is None and not st.session_state.get(_SIGNED_OUT):
         identity = identity_from_token(st.context.cookies.get(COOKIE), config)
         if identity is not None:
             st.session_state[IDENTITY] = identity
@@ -105,12 +108,14 @@ def remember(signed: SignedIn) -> None:
     by `write_cookie`)."""
     st.session_state[IDENTITY] = signed.identity
     st.session_state[_PENDING_COOKIE] = signed.token
+    st.session_state.pop(_SIGNED_OUT, None)
 
 
 def forget() -> None:
     """Sign out: drop the identity and expire the cookie."""
     st.session_state.pop(IDENTITY, None)
     st.session_state[_PENDING_COOKIE] = ""
+    st.session_state[_SIGNED_OUT] = True
 
 
 def write_cookie() -> None:
