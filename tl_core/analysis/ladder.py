@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_core.analysis.compare import median_epoch_seconds
+from tl_core.classroom.identity import Identity
 from tl_core.config import RunConfig, unavailable_options
 from tl_core.errors import ConfigError, JobError
 from tl_core.jobs.queue import submit
@@ -230,7 +231,7 @@ def submit_ladder(
     *,
     base_run_id: str | None = None,
     num_blocks: int | None = None,
-    owner: str | None = None,
+    actor: Identity | None = None,
     home: Path | None = None,
 ) -> Ladder:
     """Queue one run per depth (`ladder_configs`) and record them as a ladder.
@@ -243,12 +244,15 @@ def submit_ladder(
         depths: top blocks to train, distinct and sorted.
         base_run_id: the run `base` came from (default ``None``), recorded with the ladder.
         num_blocks: the backbone's blocks, when known (default ``None``: not checked).
-        owner: who queues the runs (default ``None``), as in `tl_core.jobs.queue.submit`.
+        actor: who queues the runs (default ``None``: the operator), as in
+            `tl_core.jobs.queue.submit`.
         home: the workspace root (default ``TL_HOME``).
 
     Raises:
         ConfigError: for invalid depths or a base a ladder cannot use (`ladder_configs`).
         JobError: when the queue cannot take the runs, or `base_run_id` is malformed.
+        AccessDenied: when a student may not queue them (someone else's dataset, or the
+            class's limit of runs reached part way).
 
     Example:
         >>> ladder = submit_ladder(base, [0, 1, 2, 4], num_blocks=19)  # doctest: +SKIP
@@ -261,7 +265,7 @@ def submit_ladder(
     run_ids: list[str] = []
     try:
         for config in configs:
-            run_ids.append(submit(config, owner=owner, home=home))
+            run_ids.append(submit(config, actor=actor, home=home))
     except BaseException:
         if run_ids:
             _record(base_run_id, depths, run_ids, home)

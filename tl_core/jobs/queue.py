@@ -9,8 +9,16 @@ server, ``python -m tl_core scheduler``, a second server. A job's life::
     interrupted | stopped | failed → queued   (`resume`; failed only with a checkpoint)
 
 `submit` prepares a run directory and queues it; `queue_position`, `list_jobs` and `get`
-read; `request_stop` and `resume` change one job. All of them work in any process. The
-scheduler that starts workers and settles them is `tl_core.jobs.scheduler`.
+read; `request_stop`, `resume` and `delete_run` change one job; `reorder_queue` pins the
+start order. All of them work in any process. The scheduler that starts workers and
+settles them is `tl_core.jobs.scheduler`; the order queued jobs start in is
+`tl_core.jobs.fairshare.queue_order`.
+
+**Who may do what (class mode).** Each call takes ``actor`` (`Identity`; ``None`` is the
+machine's operator, who may do everything): a student stops, resumes and deletes only
+their own runs, has at most ``max_active_runs`` runs waiting or training, and trains only
+on datasets they may use; only the teacher reorders the queue
+(`tl_core.classroom.ownership`, `tl_core.classroom.settings`).
 
 **One writer per run.** A worker holds the run's writer lock, an exclusive ``flock`` on
 ``runs/<id>/.writer.lock`` (`tl_core.fsutil.FolderLock`), from its first instant to its
@@ -42,6 +50,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import sqlite3
 import time
@@ -51,8 +61,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tl_core.classroom.identity import TEACHER_NAME, Identity, same_name
+from tl_core.classroom.ownership import require_dataset, require_run_control, require_teacher
+from tl_core.classroom.settings import read_class_settings
 from tl_core.config import RunConfig, check_runnable
-from tl_core.errors import JobError
+from tl_core.errors import AccessDenied, JobError
 from tl_core.fsutil import FolderLock, lock_held
 from tl_core.jobs.runs import (
     FINAL_STATES,
@@ -64,6 +77,7 @@ from tl_core.jobs.runs import (
     read_shown_status,
     read_status,
     run_path,
+    runs_dir,
     write_status,
 )
 from tl_core.workspace import tl_home
@@ -72,10 +86,13 @@ __all__ = [
     "SCHEMA_VERSION",
     "Job",
     "RunState",
+    "delete_run",
     "get",
+    "is_student_owner",
     "list_jobs",
     "queue_path",
     "queue_position",
+    "reorder_queue",
     "request_stop",
     "resume",
     "run_shown_state",
@@ -110,6 +127,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX jobs_by_queue ON jobs (state, queued_at)",
     ),
+    # The teacher's pinned start order (`reorder_queue`); NULL: not pinned.
+    ("ALTER TABLE jobs ADD COLUMN rank INTEGER",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -128,7 +147,9 @@ class Job:
     submitted or resumed. ``resume`` starts the worker with ``--resume``;
     ``batch_size_override`` replaces the config's batch size (the out-of-memory retry).
     ``owner`` names who submitted the job (for a shared classroom server; ``None`` on a
-    personal one). ``note`` is the latest fact worth showing about the job.
+    personal one). ``note`` is the latest fact worth showing about the job. ``rank`` is
+    the place the teacher pinned a queued job at (`reorder_queue`; ``None``: not pinned,
+    it waits its fair turn after the pinned ones).
     """
 
     run_id: str
@@ -145,6 +166,18 @@ class Job:
     batch_size_override: int | None
     stop_requested: bool
     note: str | None
+    rank: int | None = None
+
+
+def is_student_owner(owner: str | None) -> bool:
+    """Whether a job with `owner` is a student's: neither the operator's (``None``) nor
+    the teacher's.
+
+    Example:
+        >>> is_student_owner("Ada"), is_student_owner(None), is_student_owner("Teacher")
+        (True, False, False)
+    """
+    return owner is not None and owner != TEACHER_NAME
 
 
 # --- who writes a run ------------------------------------------------------------------------
@@ -400,30 +433,43 @@ def _update(home: Path, run_id: str, **fields: Any) -> None:
 # --- the queue API (any process) -----------------------------------------------------------
 
 
-def submit(config: RunConfig, *, owner: str | None = None, home: Path | None = None) -> str:
+def submit(config: RunConfig, *, actor: Identity | None = None, home: Path | None = None) -> str:
     """Create a run directory for `config` and queue its training; return the run id.
+
+    In class mode the run records its submitter (``run.json``'s ``"owner"``, the job's
+    ``owner``). A student may have at most the class's ``max_active_runs`` runs waiting or
+    training; the count and the new job are one write transaction, so two quick clicks
+    cannot both pass it.
 
     Args:
         config: the run's settings.
-        owner: who submits it (default ``None``; a classroom server records the student).
+        actor: who submits it (default ``None``: the operator, no owner recorded and no
+            limit).
         home: the workspace root (default ``TL_HOME``).
 
     Example:
-        >>> run_id = submit(RunConfig(dataset_id="0123456789ab"), owner="ada")  # doctest: +SKIP
+        >>> run_id = submit(RunConfig(dataset_id="0123456789ab"))  # doctest: +SKIP
         >>> get(run_id).state  # doctest: +SKIP
         'queued'
 
     Raises:
         ConfigError: settings that do not fit together, the backbone's blocks (when
             cached) or this machine (`tl_core.config.check_runnable`).
+        AccessDenied: a student's dataset that is someone else's, or a student already
+            at the class's limit of runs. Nothing is created then.
     """
     check_runnable(config, home=home)
+    require_dataset(actor, config.dataset_id, home=home)
+    owner = actor.name if actor is not None else None
+    limit = _active_run_limit(actor, home)
     run_id = new_run_id()
     root = run_path(run_id, home)
-    prepare_run(root, config, run_id=run_id)
-    now = time.time()
     try:
         with _transaction(home, write=True) as conn:
+            if limit is not None:
+                _refuse_over_limit(conn, owner, limit)
+            prepare_run(root, config, run_id=run_id, owner=owner)
+            now = time.time()
             conn.execute(
                 "INSERT INTO jobs (run_id, state, owner, created_at, queued_at, updated_at) "
                 "VALUES (?, 'queued', ?, ?, ?, ?)",
@@ -433,6 +479,32 @@ def submit(config: RunConfig, *, owner: str | None = None, home: Path | None = N
         shutil.rmtree(root, ignore_errors=True)  # no run directory without its job
         raise
     return run_id
+
+
+def _active_run_limit(actor: Identity | None, home: Path | None) -> int | None:
+    """The runs `actor` may have waiting or training at once; ``None``: no limit."""
+    if actor is None or actor.is_teacher:
+        return None
+    return read_class_settings(home=home).max_active_runs
+
+
+def _refuse_over_limit(conn: sqlite3.Connection, owner: str | None, limit: int) -> None:
+    rows = conn.execute(
+        "SELECT owner FROM jobs WHERE state IN ('queued', 'running') AND owner IS NOT NULL"
+    )
+    # Names compare as the roster does (NFC, case folded), so "ada" cannot dodge "Ada"'s limit.
+    active = sum(1 for (name,) in rows if owner is not None and same_name(name, owner))
+    if active >= limit:
+        runs = "run" if active == 1 else "runs"
+        limit_text = (
+            "the class's limit per student"
+            if active == limit
+            else f"and the class's limit per student is {limit}"
+        )
+        raise AccessDenied(
+            f"You already have {active} {runs} waiting or training, {limit_text}. "
+            "Wait for one to finish, or stop one on the Runs page."
+        )
 
 
 def get(run_id: str, *, home: Path | None = None) -> Job:
@@ -462,25 +534,25 @@ def list_jobs(*, home: Path | None = None) -> list[Job]:
 
 
 def queue_position(run_id: str, *, home: Path | None = None) -> int | None:
-    """Return the 1-based place of `run_id` among queued jobs; ``None`` when it is not queued.
+    """Return the 1-based place of `run_id` in the start order of the queued jobs
+    (`tl_core.jobs.fairshare.queue_order`); ``None`` when it is not queued.
+
+    Raises:
+        JobError: when the id is malformed or not in the queue.
 
     Example:
         >>> queue_position(submit(RunConfig(dataset_id="0123456789ab")))  # doctest: +SKIP
         1
     """
-    run_path(run_id, home)
-    with _transaction(home) as conn:
-        if _fetch(conn, run_id).state != "queued":
-            return None
-        (position,) = conn.execute(
-            "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND (queued_at, rowid) <= "
-            "(SELECT queued_at, rowid FROM jobs WHERE run_id = ?)",
-            (run_id,),
-        ).fetchone()
-    return int(position)
+    # fairshare reads the queue through this module, so it is imported when first needed.
+    from tl_core.jobs.fairshare import queue_order
+
+    get(run_id, home=home)  # an unknown id is an error, not "not queued"
+    order = [job.run_id for job in queue_order(home=home)]
+    return order.index(run_id) + 1 if run_id in order else None
 
 
-def request_stop(run_id: str, *, home: Path | None = None) -> str:
+def request_stop(run_id: str, *, actor: Identity | None = None, home: Path | None = None) -> str:
     """Stop a job and return a sentence saying what happened.
 
     A queued job becomes ``stopped`` at once and never starts. A running job gets its
@@ -489,14 +561,21 @@ def request_stop(run_id: str, *, home: Path | None = None) -> str:
     says (a worker from before a restart). A job that already ended is left as it is (the
     sentence says so).
 
+    Args:
+        run_id: the run to stop.
+        actor: who asks (default ``None``: the operator); a student stops only their own runs.
+        home: the workspace root (default ``TL_HOME``).
+
     Raises:
         JobError: when the id is malformed or not in the queue.
+        AccessDenied: when a student asks to stop someone else's run; nothing changes then.
 
     Example:
         >>> request_stop(run_id)  # doctest: +SKIP
         'Stop requested for run 20261123-131500-a1b2c3: it stops after the current batch …'
     """
     root = run_path(run_id, home)
+    require_run_control(actor, run_id, action="stop", home=home)
     with _transaction(home, write=True) as conn:
         job = _fetch(conn, run_id)
         if job.state == "queued":
@@ -545,7 +624,7 @@ def _check_resumable(job: Job, files: RunFiles) -> None:
         )
 
 
-def resume(run_id: str, *, home: Path | None = None) -> Job:
+def resume(run_id: str, *, actor: Identity | None = None, home: Path | None = None) -> Job:
     """Queue an interrupted, stopped or failed job again; its worker starts with ``--resume``.
 
     The job goes to the back of the queue and continues from its last checkpoint (from
@@ -555,16 +634,24 @@ def resume(run_id: str, *, home: Path | None = None) -> Job:
     this holds the run's writer lock and before the queue says ``queued``: a scheduler can
     claim the job only after that, so no worker's status is ever overwritten by this one.
 
+    Args:
+        run_id: the run to queue again.
+        actor: who asks (default ``None``: the operator); a student resumes only their own
+            runs.
+        home: the workspace root (default ``TL_HOME``).
+
     Raises:
         JobError: when the run completed, is queued or running, failed without a
             checkpoint, is still written by a worker (its lock is held), or is not in the
             queue. Nothing changes then.
+        AccessDenied: when a student asks to resume someone else's run; nothing changes then.
 
     Example:
         >>> resume(run_id).state  # doctest: +SKIP
         'queued'
     """
     root = run_path(run_id, home)
+    require_run_control(actor, run_id, action="resume", home=home)
     files = RunFiles(root)
     with _transaction(home, write=True) as conn:
         try:
@@ -589,10 +676,98 @@ def resume(run_id: str, *, home: Path | None = None) -> Job:
                 resume=1,
                 attempts=0,
                 stop_requested=0,
+                rank=None,  # a pin from its earlier wait does not carry over
                 note="resumed from its last checkpoint",
                 **_NO_WORKER,
             )
         return _fetch(conn, run_id)
+
+
+_DELETING = ".deleting-"
+
+
+def delete_run(run_id: str, *, actor: Identity | None = None, home: Path | None = None) -> str:
+    """Delete a run that has ended: its job and its whole directory (checkpoints, model,
+    metrics). Return a sentence saying what happened.
+
+    The directory is first renamed aside (one atomic step that takes it off every list),
+    then removed; what a crash leaves aside is removed by the next deletion.
+
+    Args:
+        run_id: the run to delete.
+        actor: who asks (default ``None``: the operator); a student deletes only their own
+            runs.
+        home: the workspace root (default ``TL_HOME``).
+
+    Raises:
+        AccessDenied: when a student asks to delete someone else's run.
+        JobError: when the run is queued or running, a worker still holds its writer lock,
+            or there is no such run. Nothing changes then.
+
+    Example:
+        >>> delete_run("20261123-131500-a1b2c3")  # doctest: +SKIP
+        'Run 20261123-131500-a1b2c3 was deleted with its checkpoints, metrics and model.'
+    """
+    root = run_path(run_id, home)
+    require_run_control(actor, run_id, action="delete", home=home)
+    aside = root.with_name(f"{_DELETING}{run_id}-{secrets.token_hex(3)}")
+    with _transaction(home, write=True) as conn:
+        row = conn.execute("SELECT state FROM jobs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is not None and row["state"] in ("queued", "running"):
+            raise JobError(
+                f"Run {run_id} is {row['state']}, so it cannot be deleted now. Stop it first, "
+                "wait until it has stopped, then delete it."
+            )
+        if row is None and not root.is_dir():
+            raise JobError(f"There is no run {run_id} to delete. Pick a run from the runs list.")
+        # Holding the writer lock keeps a worker from starting to write while it goes.
+        with _writer_lock(root) as free:
+            if root.is_dir():
+                if not free:
+                    raise JobError(still_writing_message(run_id))
+                os.rename(root, aside)
+            conn.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
+    _remove_deleted(home)
+    return f"Run {run_id} was deleted with its checkpoints, metrics and model."
+
+
+def _remove_deleted(home: Path | None) -> None:
+    """Remove the run directories set aside by deletions (this one, or ones a crash cut short)."""
+    for entry in runs_dir(home).glob(f"{_DELETING}*"):
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def reorder_queue(
+    actor: Identity | None, run_ids: list[str], *, home: Path | None = None
+) -> list[Job]:
+    """Pin the start order of queued jobs: `run_ids` start first, in this order; the other
+    queued jobs follow in their fair order (`tl_core.jobs.fairshare.queue_order`).
+
+    Ids that are no longer queued (started, stopped, unknown) are ignored; earlier pins of
+    jobs not listed are dropped.
+
+    Args:
+        actor: who asks; only the teacher and the operator (``None``) may.
+        run_ids: queued run ids in the order they should start.
+        home: the workspace root (default ``TL_HOME``).
+
+    Returns:
+        The jobs that are pinned now, in their order.
+
+    Raises:
+        AccessDenied: when `actor` is a student; nothing changes then.
+
+    Example:
+        >>> reorder_queue(Identity.teacher(), [second, first])  # doctest: +SKIP
+    """
+    require_teacher(actor, action="reorder the queue")
+    with _transaction(home, write=True) as conn:
+        queued = {job.run_id for job in _select(conn, "queued")}
+        pinned = list(dict.fromkeys(run_id for run_id in run_ids if run_id in queued))
+        conn.execute("UPDATE jobs SET rank = NULL WHERE rank IS NOT NULL")
+        for rank, run_id in enumerate(pinned):
+            _set(conn, run_id, rank=rank)
+        return [_fetch(conn, run_id) for run_id in pinned]
 
 
 def oom_note(batch_size: int) -> str:

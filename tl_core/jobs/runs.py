@@ -254,7 +254,8 @@ class RunSummary:
     config; ``trainable_blocks`` and ``total_blocks`` are ``None`` until the worker has
     built the model (it writes the per-block plan into ``run.json``). For a two-phase run
     they describe the last phase. ``best_val_accuracy`` and ``best_epoch`` come from the
-    epoch lines of ``metrics.jsonl`` (``None`` before the first epoch ends).
+    epoch lines of ``metrics.jsonl`` (``None`` before the first epoch ends). ``owner`` is
+    who submitted the run in class mode (``run.json``'s ``"owner"``; ``None`` outside it).
     """
 
     run_id: str
@@ -275,6 +276,7 @@ class RunSummary:
     finished_at: float | None = None
     error: str | None = None
     note: str | None = None
+    owner: str | None = None
 
     @property
     def freeze_summary(self) -> str:
@@ -364,6 +366,7 @@ def summarize_run(
         total = len(blocks)
         trainable = sum(1 for b in blocks if b.get("trainable"))
     image_size = doc.get("image_size", config.get("image_size"))
+    owner = doc.get("owner")
     return RunSummary(
         run_id=run_id,
         state=status.state,
@@ -383,6 +386,7 @@ def summarize_run(
         finished_at=status.finished_at,
         error=status.error,
         note=status.note,
+        owner=owner if isinstance(owner, str) and owner else None,
     )
 
 
@@ -509,8 +513,19 @@ def _stamp(path: Path) -> _FileStamp:
     return info.st_ino, info.st_size, info.st_mtime_ns
 
 
-def prepare_run(run_dir: Path, config: RunConfig, *, run_id: str | None = None) -> RunFiles:
+def prepare_run(
+    run_dir: Path, config: RunConfig, *, run_id: str | None = None, owner: str | None = None
+) -> RunFiles:
     """Create a run directory with its ``run.json`` (config) and a ``queued`` status.
+
+    Args:
+        run_dir: the new run's directory.
+        config: the run's settings.
+        run_id: the id recorded in ``run.json`` (default ``None``: the directory's name).
+        owner: who submitted the run in class mode (default ``None``: nothing recorded).
+
+    Example:
+        >>> prepare_run(run_path(run_id), config, run_id=run_id, owner="Ada")  # doctest: +SKIP
 
     Raises:
         JobError: when `run_dir` already holds a run.
@@ -522,9 +537,9 @@ def prepare_run(run_dir: Path, config: RunConfig, *, run_id: str | None = None) 
             f"with `python -m tl_core resume {run_dir}`."
         )
     files.root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(
-        files.config,
-        {"run_id": run_id or files.root.name, "config": config.to_json(), "created": time.time()},
-    )
+    doc = {"run_id": run_id or files.root.name, "config": config.to_json(), "created": time.time()}
+    if owner is not None:
+        doc["owner"] = owner
+    write_json_atomic(files.config, doc)
     write_status(files.root, RunStatus(state="queued", total_epochs=config.total_epochs))
     return files

@@ -4,8 +4,11 @@
   the run's writer lock, or while its process lives before it took the lock), records
   how ended ones ended (the state the worker wrote in ``status.json``, else
   ``interrupted``), retries an out-of-memory failure once at half the batch size, and
-  starts queued jobs first-in first-out while a device slot is free (one slot per visible
-  GPU, one on a CPU-only machine, or ``TL_GPU_SLOTS``).
+  starts queued jobs in their fair order (`tl_core.jobs.fairshare.queue_order`: the
+  teacher's pins, then round-robin across owners; first-in first-out for one user) while
+  a device slot is free (one slot per visible GPU, one on a CPU-only machine, or
+  ``TL_GPU_SLOTS``). While the teacher has paused the class, students' jobs wait; the
+  teacher's and the operator's still start.
 - One scheduler per ``TL_HOME`` is *active*: the one holding the exclusive lock on
   ``TL_HOME/scheduler.lock``. Any other is *passive*: its tick starts and settles nothing,
   it only reports the state changes it sees, and it tries the lock again at every tick, so
@@ -54,9 +57,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
+from tl_core.classroom.settings import read_class_settings
 from tl_core.errors import ConfigError
 from tl_core.faults import fault_point
 from tl_core.jobs.devices import probe_devices
+from tl_core.jobs.fairshare import SLOTS_ENV, default_slots, fair_order
 from tl_core.jobs.processes import (
     package_root,
     process_alive,
@@ -71,6 +76,7 @@ from tl_core.jobs.queue import (
     _select,
     _transaction,
     _update,
+    is_student_owner,
     list_jobs,
     oom_note,
     oom_retry_batch_size,
@@ -96,8 +102,6 @@ __all__ = [
 
 log = logging.getLogger("tl_core.jobs.scheduler")
 
-#: Set to N >= 1 to run N workers at once (default: one per visible GPU, one without a GPU).
-SLOTS_ENV = "TL_GPU_SLOTS"
 #: Set to 0 to start every job in a fresh process (default: warm workers in the app).
 WARM_ENV = "TL_WARM_WORKERS"
 #: Warm workers that die during their imports before a slot stops getting new ones.
@@ -422,17 +426,6 @@ class LocalProcessRunner:
 # --- the scheduler -------------------------------------------------------------------------
 
 
-def _default_slots() -> int:
-    raw = os.environ.get(SLOTS_ENV, "").strip()
-    if not raw:
-        return max(1, probe_devices().count)
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(
-            f"Expected `{SLOTS_ENV}` to be a positive integer. Received: {SLOTS_ENV}={raw!r}"
-        )
-    return int(raw)
-
-
 class Scheduler:
     """Starts queued jobs on free device slots and settles the ones whose worker ended.
 
@@ -467,7 +460,7 @@ class Scheduler:
             raise ConfigError(f"Expected `slots` to be at least 1. Received: slots={slots}")
         self.home = _home(home)
         self.runner: Runner = runner if runner is not None else LocalProcessRunner(self.home)
-        self.slots = slots if slots is not None else _default_slots()
+        self.slots = slots if slots is not None else default_slots()
         self.claim_grace_s = claim_grace_s
         self.lock_path = self.home / "scheduler.lock"
         self._lock_fd: int | None = None
@@ -674,12 +667,15 @@ class Scheduler:
     def _start_queued(self) -> None:
         with _transaction(self.home) as conn:
             running = _select(conn, "running")
-            queued = _select(conn, "queued")
+            queued = fair_order(_select(conn, "queued"), running)
         used = {job.slot for job in running}
         free = [slot for slot in range(self.slots + len(used)) if slot not in used]
+        paused = self._class_paused(queued)
         for job in queued:
             if len(running) >= self.slots or not free:
                 return
+            if paused and is_student_owner(job.owner):
+                continue
             if writer_alive(run_path(job.run_id, self.home)):
                 if job.note != _WAITING_FOR_WRITER:
                     _update(self.home, job.run_id, note=_WAITING_FOR_WRITER)
@@ -687,6 +683,13 @@ class Scheduler:
             if self._launch(job, free[0]):
                 running.append(job)
                 free.pop(0)
+
+    def _class_paused(self, queued: list[Job]) -> bool:
+        """Whether the teacher paused the class; read only when a student's job waits, so a
+        personal studio never reads (nor creates) the class's records."""
+        if not any(is_student_owner(job.owner) for job in queued):
+            return False
+        return read_class_settings(home=self.home).paused
 
     def _claim(self, job: Job, slot: int) -> Job | None:
         """Mark `job` running on `slot` (no worker yet); ``None`` when it is no longer queued."""

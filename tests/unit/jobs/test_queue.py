@@ -26,6 +26,7 @@ from tests.unit.jobs.queue_support import (
     worker_calls,
 )
 from tl_core import cli
+from tl_core.classroom.identity import Identity
 from tl_core.errors import ConfigError, JobError
 from tl_core.fsutil import lock_held
 from tl_core.jobs import queue as jobs
@@ -52,7 +53,7 @@ def test_submit_prepares_the_run_and_queues_it() -> None:
 
 
 def test_owner_is_stored_and_read_back() -> None:
-    mine = jobs.submit(CONFIG, owner="ada")
+    mine = jobs.submit(CONFIG, actor=Identity.student("ada"))
     anyone = jobs.submit(CONFIG)
 
     assert jobs.get(mine).owner == "ada"

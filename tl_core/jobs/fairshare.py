@@ -1,0 +1,211 @@
+"""Fair share of a shared box: the order queued jobs start in, and how long each waits.
+
+The scheduler starts queued jobs in `queue_order`:
+
+1. Jobs the teacher pinned (`tl_core.jobs.queue.reorder_queue`), by their pinned rank.
+2. The others round-robin across owners: the next job is the oldest queued job of the
+   owner with the fewest jobs running or already placed before it; a tie goes to the
+   owner whose oldest waiting job is oldest. So a student who queues ten runs does not
+   make a classmate with one run wait for all ten: ``A1, B1, A2, A3, …``.
+
+Jobs with no owner (the operator's, single-user mode) count as one owner, so a personal
+studio keeps plain first-in first-out. `queue_wait` estimates the wait from the recent
+runs' durations.
+
+Example:
+    >>> [job.run_id for job in queue_order()]  # doctest: +SKIP
+    ['20261123-131500-a1b2c3', '20261123-131502-d4e5f6']
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import statistics
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tl_core.classroom.identity import name_key
+from tl_core.classroom.settings import read_class_settings
+from tl_core.errors import ConfigError
+from tl_core.jobs.devices import probe_devices
+from tl_core.jobs.queue import Job, _select, _transaction, is_student_owner
+from tl_core.jobs.runs import read_status, run_path
+
+__all__ = [
+    "DEFAULT_RUN_S",
+    "SLOTS_ENV",
+    "QueueWait",
+    "default_slots",
+    "fair_order",
+    "queue_order",
+    "queue_wait",
+]
+
+#: Set to N >= 1 to run N workers at once (default: one per visible GPU, one without a GPU).
+SLOTS_ENV = "TL_GPU_SLOTS"
+#: Seconds a run is assumed to take while no run has completed yet.
+DEFAULT_RUN_S = 60.0
+#: Completed runs whose durations give the typical run time.
+RECENT_RUNS = 20
+#: The owner key of the jobs that record no owner (the operator's).
+OPERATOR = "(operator)"
+
+
+def default_slots() -> int:
+    """Workers that run at once: ``TL_GPU_SLOTS``, else one per visible GPU, else 1.
+
+    Raises:
+        ConfigError: when ``TL_GPU_SLOTS`` is not a positive integer.
+
+    Example:
+        >>> default_slots()  # doctest: +SKIP
+        1
+    """
+    raw = os.environ.get(SLOTS_ENV, "").strip()
+    if not raw:
+        return max(1, probe_devices().count)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(
+            f"Expected `{SLOTS_ENV}` to be a positive integer. Received: {SLOTS_ENV}={raw!r}"
+        )
+    return int(raw)
+
+
+def _owner(job: Job) -> str:
+    return name_key(job.owner) if job.owner is not None else OPERATOR
+
+
+def fair_order(queued: Sequence[Job], running: Sequence[Job]) -> list[Job]:
+    """Order `queued` (first-in first-out, as the queue lists them) as they will start,
+    given the jobs `running` now (module rules).
+
+    Example:
+        >>> [job.run_id for job in fair_order([a1, a2, b1], [])]  # doctest: +SKIP
+        ['a1', 'b1', 'a2']
+    """
+    pinned = sorted((job for job in queued if job.rank is not None), key=lambda job: job.rank)
+    load = Counter(_owner(job) for job in [*running, *pinned])
+    waiting: dict[str, deque[tuple[int, Job]]] = {}
+    for place, job in enumerate(queued):
+        if job.rank is None:
+            waiting.setdefault(_owner(job), deque()).append((place, job))
+    order = list(pinned)
+    while waiting:
+        owner = min(waiting, key=lambda name: (load[name], waiting[name][0][0]))
+        _, job = waiting[owner].popleft()
+        order.append(job)
+        load[owner] += 1
+        if not waiting[owner]:
+            del waiting[owner]
+    return order
+
+
+def queue_order(*, home: Path | None = None) -> list[Job]:
+    """The queued jobs in the order they will start (`fair_order` of the queue now).
+
+    Args:
+        home: the workspace root (default ``TL_HOME``).
+
+    Example:
+        >>> [job.owner for job in queue_order()]  # doctest: +SKIP
+        ['Ada', 'Grace', 'Ada']
+    """
+    with _transaction(home) as conn:
+        running = _select(conn, "running")
+        queued = _select(conn, "queued")
+    return fair_order(queued, running)
+
+
+@dataclass(frozen=True)
+class QueueWait:
+    """Where a queued job stands.
+
+    Attributes:
+        position: its 1-based place in `queue_order`.
+        ahead: the jobs that start before it.
+        wait_s: estimated seconds until it starts; ``None`` while the class is paused and
+            it is a student's job (it starts only when the teacher resumes the class).
+    """
+
+    position: int
+    ahead: int
+    wait_s: float | None
+
+
+def queue_wait(
+    run_id: str, *, home: Path | None = None, slots: int | None = None
+) -> QueueWait | None:
+    """Estimate when queued `run_id` starts; ``None`` when it is not queued.
+
+    A run is assumed to take the median duration of the last 20 completed runs (60 s when
+    none has completed). The running jobs free their slots after their remaining time, and
+    each job ahead takes the slot that frees first.
+
+    Args:
+        run_id: the queued run.
+        home: the workspace root (default ``TL_HOME``).
+        slots: workers that run at once (default `default_slots`).
+
+    Example:
+        >>> queue_wait("20261123-131500-a1b2c3", slots=1)  # doctest: +SKIP
+        QueueWait(position=2, ahead=1, wait_s=95.0)
+    """
+    run_path(run_id, home)
+    with _transaction(home) as conn:
+        running = _select(conn, "running")
+        completed = conn.execute(
+            "SELECT run_id FROM jobs WHERE state = 'completed' ORDER BY updated_at DESC LIMIT ?",
+            (RECENT_RUNS,),
+        ).fetchall()
+        queued = _select(conn, "queued")
+    order = [job.run_id for job in fair_order(queued, running)]
+    if run_id not in order:
+        return None
+    ahead = order.index(run_id)
+    job = next(job for job in queued if job.run_id == run_id)
+    if is_student_owner(job.owner) and read_class_settings(home=home).paused:
+        return QueueWait(ahead + 1, ahead, None)
+    typical = typical_run_s([row["run_id"] for row in completed], home=home)
+    wait_s = _simulated_wait(
+        [_remaining_s(job, typical, home) for job in running],
+        ahead,
+        typical,
+        slots if slots is not None else default_slots(),
+    )
+    return QueueWait(ahead + 1, ahead, wait_s)
+
+
+def typical_run_s(run_ids: Sequence[str], *, home: Path | None = None) -> float:
+    """The median duration (start to end, from ``status.json``) of the runs `run_ids`;
+    `DEFAULT_RUN_S` when none has both times."""
+    durations = []
+    for run_id in run_ids:
+        status = read_status(run_path(run_id, home))
+        if status is not None and status.started_at and status.finished_at:
+            durations.append(max(0.0, status.finished_at - status.started_at))
+    return statistics.median(durations) if durations else DEFAULT_RUN_S
+
+
+def _remaining_s(job: Job, typical: float, home: Path | None) -> float:
+    status = read_status(run_path(job.run_id, home))
+    started = status.started_at if status is not None else None
+    elapsed = time.time() - started if started else 0.0
+    return max(0.0, typical - elapsed)
+
+
+def _simulated_wait(remaining: list[float], ahead: int, typical: float, slots: int) -> float:
+    """Seconds until a slot is free for the job after `ahead` others.
+
+    Each slot frees when its running job ends (`remaining`; a free slot at 0); each job
+    ahead takes the slot that frees first and holds it for `typical` seconds.
+    """
+    # More running jobs than slots (slots were lowered): the queue waits for the longest ones.
+    free_at = sorted(remaining)[-slots:] + [0.0] * max(0, slots - len(remaining))
+    heapq.heapify(free_at)
+    for _ in range(ahead):
+        heapq.heappush(free_at, heapq.heappop(free_at) + typical)
+    return free_at[0]
