@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from ui import run_view, state
+from ui import identity, run_view, state
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,17 @@ STEPS: tuple[WizardStep, ...] = (
 #: Pages beside the steps: in the navigation after them, not in the progress list.
 COMPARE_PAGE = "pages/compare.py"
 RUNS_PAGE = "pages/runs.py"
+#: The teacher's page (class mode only): students, the queue, quotas, sharing.
+CLASS_PAGE = "pages/class_room.py"
 
 
 def pages() -> list[st.Page]:
     """Return one ``st.Page`` per step for ``st.navigation``, then the Compare and Runs
-    pages; the first step is the home page."""
+    pages, and the Class page for the teacher in class mode; the first step is the home
+    page."""
+    extra = []
+    if identity.class_mode() and identity.is_teacher():
+        extra.append(st.Page(CLASS_PAGE, title="Class", icon=":material/groups:", url_path="class"))
     return [
         st.Page(
             step.script,
@@ -97,6 +103,7 @@ def pages() -> list[st.Page]:
     ] + [
         st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare:", url_path="compare"),
         st.Page(RUNS_PAGE, title="Runs", icon=":material/history:", url_path="runs"),
+        *extra,
     ]
 
 

@@ -1,0 +1,240 @@
+"""The teacher's Class page, run through the whole app by AppTest, over a fake queue.
+
+Class mode is on (a class code and a teacher password in the environment); each test puts
+who is signed in into the session before the first run, as the sign-in would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.app.run_support import FakeRunner, fabricate_run
+from tests.app.wizard_support import assert_no_exception, offline_app
+from tl_core.classroom import (
+    Identity,
+    join_class,
+    list_students,
+    load_class_config,
+    read_class_settings,
+    shared_runs,
+)
+from tl_core.classroom import roster as roster_module
+from tl_core.config import RunConfig
+from tl_core.fsutil import read_json
+from tl_core.jobs.fairshare import queue_order
+from tl_core.jobs.queue import get, submit
+from tl_core.jobs.runs import RunFiles, run_path, write_json_atomic
+from tl_core.jobs.scheduler import Scheduler
+from ui import class_view, identity, wizard
+
+CODE = "MAPLE-7"
+PASSWORD = "correct horse"
+DONE_RUN = "20261120-090000-aaaaaa"
+pytestmark = pytest.mark.usefixtures("queue")
+
+
+@pytest.fixture(autouse=True)
+def class_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A configured class."""
+    offline_app(monkeypatch, tmp_path)
+    monkeypatch.setenv("TL_CLASS_CODE", CODE)
+    monkeypatch.setenv("TL_TEACHER_PASSWORD", PASSWORD)
+    monkeypatch.setattr(roster_module, "SIGNIN_DELAY_S", 0.0)
+
+
+def _join(name: str) -> Identity:
+    config = load_class_config({"code": CODE, "teacher_password": PASSWORD}, environ={})
+    return join_class(name, CODE, config).identity
+
+
+def _submit(student: Identity) -> str:
+    return submit(RunConfig(dataset_id="0123456789ab", weights="none"), actor=student)
+
+
+def _owned_run(run_id: str, owner: str, **fields: object) -> None:
+    """A finished run on disk whose ``run.json`` names `owner`, as a class server writes it."""
+    fabricate_run(run_id, **fields)
+    path = RunFiles(run_path(run_id)).config
+    write_json_atomic(path, read_json(path) | {"owner": owner})
+
+
+def _open(app: AppTest, person: Identity) -> AppTest:
+    app.session_state[identity.IDENTITY] = person
+    app.run()
+    app.switch_page(wizard.CLASS_PAGE)
+    return app.run()
+
+
+def _queued_ids() -> list[str]:
+    return [job.run_id for job in queue_order()]
+
+
+def _button(app: AppTest, key: str) -> None:
+    app.button(key=key).click().run()
+    assert_no_exception(app)
+
+
+@pytest.fixture
+def ada_and_grace() -> tuple[Identity, Identity]:
+    """Two students who joined; Ada_Lovelace has a finished run and two queued ones."""
+    ada, grace = _join("Ada_Lovelace"), _join("Grace")
+    _owned_run(DONE_RUN, ada.name, state="completed", val_accuracies=(0.5, 0.8), total_epochs=2)
+    _submit(ada)
+    _submit(ada)
+    return ada, grace
+
+
+def test_the_teacher_sees_every_student_with_their_runs_by_state(
+    app: AppTest, ada_and_grace: tuple[Identity, Identity]
+) -> None:
+    _open(app, Identity.teacher())
+
+    assert_no_exception(app)
+    table = app.dataframe[0].value
+    assert table["Student"].tolist() == ["Ada_Lovelace", "Grace"]
+    assert table["Runs"].tolist() == [3, 0]
+    assert table["Waiting"].tolist() == [2, 0]
+    assert table["Done"].tolist() == [1, 0]
+    assert table["Best val. accuracy"].tolist()[0] == 0.8
+
+
+def test_the_queue_lists_the_training_run_first_then_the_start_order(
+    app: AppTest, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    scheduler, _ = queue
+    ada, grace = _join("Ada"), _join("Grace")
+    training = _submit(ada)
+    scheduler.tick()
+    waiting = [_submit(ada), _submit(grace)]
+    _open(app, Identity.teacher())
+
+    assert_no_exception(app)
+    table = app.dataframe[1].value
+    assert table["Run"].tolist() == [training, *_queued_ids()]
+    assert sorted(_queued_ids()) == sorted(waiting)
+    assert table["State"].tolist() == ["training", "waiting", "waiting"]
+    assert table["Position"].tolist()[1:] == [1, 2]
+    assert table["Owner"].tolist()[0] == "Ada"
+
+
+def test_move_up_and_start_next_change_the_start_order(app: AppTest) -> None:
+    students = [_join(name) for name in ("Ada", "Grace", "Alan")]
+    for student in students:
+        _submit(student)
+    first, second, third = _queued_ids()
+    _open(app, Identity.teacher())
+
+    app.selectbox(key=class_view.QUEUE_PICK).select(second).run()
+    _button(app, "class_move_up")
+    assert _queued_ids() == [second, first, third]
+    assert "number 1" in app.success[0].value
+
+    app.selectbox(key=class_view.QUEUE_PICK).select(third).run()
+    _button(app, "class_start_next")
+    assert _queued_ids() == [third, second, first]
+
+
+def test_cancel_stops_a_queued_run(app: AppTest) -> None:
+    run_id = _submit(_join("Ada"))
+    _open(app, Identity.teacher())
+
+    app.selectbox(key=class_view.QUEUE_PICK).select(run_id).run()
+    _button(app, "class_cancel")
+
+    assert get(run_id).state == "stopped"
+    assert _queued_ids() == []
+
+
+def test_pause_class_pauses_it_and_resume_class_resumes_it(app: AppTest) -> None:
+    _submit(_join("Ada"))
+    _open(app, Identity.teacher())
+
+    _button(app, "class_pause")
+    assert read_class_settings().paused
+    assert any("paused" in warning.value for warning in app.warning)
+    assert app.dataframe[1].value["Estimated wait"].tolist() == ["when the class resumes"]
+
+    _button(app, "class_resume")
+    assert not read_class_settings().paused
+
+
+def test_save_limits_persists_the_quotas(app: AppTest) -> None:
+    _open(app, Identity.teacher())
+    assert app.number_input(key=class_view.MAX_ACTIVE_RUNS).value == 2
+    assert app.number_input(key=class_view.MAX_UPLOAD_MB).value == 200
+
+    app.number_input(key=class_view.MAX_ACTIVE_RUNS).set_value(4)
+    app.number_input(key=class_view.MAX_UPLOAD_MB).set_value(50)
+    _button(app, "class_save_limits")
+
+    settings = read_class_settings()
+    assert (settings.max_active_runs, settings.max_upload_mb) == (4, 50)
+
+
+def test_release_name_asks_first_then_frees_the_name(
+    app: AppTest, ada_and_grace: tuple[Identity, Identity]
+) -> None:
+    _open(app, Identity.teacher())
+
+    _button(app, "class_release")
+    assert "Ada\\_Lovelace" in app.warning[0].value
+    assert len(list_students()) == 2
+
+    _button(app, "class_release_confirm")
+    assert [student.name for student in list_students()] == ["Grace"]
+
+
+def test_a_run_is_shared_with_the_class_and_unshared(
+    app: AppTest, ada_and_grace: tuple[Identity, Identity]
+) -> None:
+    _open(app, Identity.teacher())
+
+    app.selectbox(key=class_view.SHARE_PICK).select(DONE_RUN).run()
+    _button(app, "class_share")
+    assert shared_runs() == {DONE_RUN}
+    assert app.dataframe[-1].value["Run"].tolist() == [DONE_RUN]
+
+    _button(app, "class_unshare")
+    assert shared_runs() == frozenset()
+
+
+def test_a_student_has_no_class_page_in_the_navigation(app: AppTest) -> None:
+    app.session_state[identity.IDENTITY] = _join("Ada")
+    app.run()
+
+    assert_no_exception(app)
+    with pytest.raises(ValueError, match="navigation page"):
+        app.switch_page(wizard.CLASS_PAGE)
+
+
+def test_a_student_who_opens_the_class_page_is_refused_and_sees_no_controls(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, ada_and_grace: tuple[Identity, Identity]
+) -> None:
+    listed = wizard.pages
+    # A navigation that lists the page anyway: the page itself must refuse.
+    monkeypatch.setattr(
+        wizard,
+        "pages",
+        lambda: [*listed(), st.Page(wizard.CLASS_PAGE, title="Class", url_path="class")],
+    )
+    ada, _ = ada_and_grace
+    _open(app, ada)
+
+    assert_no_exception(app)
+    assert "teacher's" in app.error[0].value
+    assert not app.dataframe
+    assert not [button for button in app.button if button.key and "class_" in button.key]
+
+
+def test_single_user_mode_has_no_class_page(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TL_CLASS_CODE")
+    monkeypatch.delenv("TL_TEACHER_PASSWORD")
+    app.run()
+
+    assert_no_exception(app)
+    with pytest.raises(ValueError, match="navigation page"):
+        app.switch_page(wizard.CLASS_PAGE)
