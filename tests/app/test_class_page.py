@@ -121,7 +121,7 @@ def test_the_queue_lists_the_training_run_first_then_the_start_order(
     assert table["Owner"].tolist()[0] == "Ada"
 
 
-def test_move_up_and_start_next_change_the_start_order(app: AppTest) -> None:
+def test_move_up_start_next_and_move_down_change_the_start_order(app: AppTest) -> None:
     students = [_join(name) for name in ("Ada", "Grace", "Alan")]
     for student in students:
         _submit(student)
@@ -136,6 +136,10 @@ def test_move_up_and_start_next_change_the_start_order(app: AppTest) -> None:
     app.selectbox(key=class_view.QUEUE_PICK).select(third).run()
     _button(app, "class_start_next")
     assert _queued_ids() == [third, second, first]
+
+    app.selectbox(key=class_view.QUEUE_PICK).select(second).run()
+    _button(app, "class_move_down")
+    assert _queued_ids() == [third, first, second]
 
 
 def test_cancel_stops_a_queued_run(app: AppTest) -> None:
