@@ -5,8 +5,10 @@ The scheduler starts queued jobs in `queue_order`:
 1. Jobs the teacher pinned (`tl_core.jobs.queue.reorder_queue`), by their pinned rank.
 2. The others round-robin across owners: the next job is the oldest queued job of the
    owner with the fewest jobs running or already placed before it; a tie goes to the
-   owner whose oldest waiting job is oldest. So a student who queues ten runs does not
-   make a classmate with one run wait for all ten: ``A1, B1, A2, A3, …``.
+   owner served least recently (whose latest job was claimed to start longest ago, or
+   never), then to the owner whose oldest waiting job is oldest. So a student who queues
+   ten runs does not make a classmate with one run wait for all ten: ``A1, B1, A2, A3,
+   …``, and the classmate's turn still comes next when ``A1`` ends before ``B1`` starts.
 
 Jobs with no owner (the operator's, single-user mode) count as one owner, so a personal
 studio keeps plain first-in first-out. `queue_wait` estimates the wait from the recent
@@ -24,7 +26,7 @@ import os
 import statistics
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from tl_core.classroom.identity import name_key
 from tl_core.classroom.settings import read_class_settings
 from tl_core.errors import ConfigError
 from tl_core.jobs.devices import probe_devices
-from tl_core.jobs.queue import Job, _select, _transaction, is_student_owner
+from tl_core.jobs.queue import Job, _last_claims, _select, _transaction, is_student_owner
 from tl_core.jobs.runs import read_status, run_path
 
 __all__ = [
@@ -75,30 +77,50 @@ def default_slots() -> int:
     return int(raw)
 
 
-def _owner(job: Job) -> str:
-    return name_key(job.owner) if job.owner is not None else OPERATOR
+def _key(owner: str | None) -> str:
+    return name_key(owner) if owner is not None else OPERATOR
 
 
-def fair_order(queued: Sequence[Job], running: Sequence[Job]) -> list[Job]:
+def fair_order(
+    queued: Sequence[Job],
+    running: Sequence[Job],
+    last_claims: Mapping[str | None, float] | None = None,
+) -> list[Job]:
     """Order `queued` (first-in first-out, as the queue lists them) as they will start,
     given the jobs `running` now (module rules).
+
+    Args:
+        queued: the queued jobs, oldest first.
+        running: the jobs running now.
+        last_claims: when each owner's latest job was claimed to start (default ``None``:
+            nobody served yet).
 
     Example:
         >>> [job.run_id for job in fair_order([a1, a2, b1], [])]  # doctest: +SKIP
         ['a1', 'b1', 'a2']
     """
     pinned = sorted((job for job in queued if job.rank is not None), key=lambda job: job.rank)
-    load = Counter(_owner(job) for job in [*running, *pinned])
+    load = Counter(_key(job.owner) for job in [*running, *pinned])
+    # (0, time) for a real claim, (1, step) for a turn planned here: planned turns are the
+    # most recent, so the owners take turns; never served sorts first.
+    served: dict[str, tuple[int, float]] = {}
+    for owner, claimed in (last_claims or {}).items():
+        key = _key(owner)  # "ada" and "Ada" are one person: the latest claim counts
+        served[key] = max(served.get(key, (0, claimed)), (0, claimed))
     waiting: dict[str, deque[tuple[int, Job]]] = {}
     for place, job in enumerate(queued):
         if job.rank is None:
-            waiting.setdefault(_owner(job), deque()).append((place, job))
+            waiting.setdefault(_key(job.owner), deque()).append((place, job))
     order = list(pinned)
     while waiting:
-        owner = min(waiting, key=lambda name: (load[name], waiting[name][0][0]))
+        owner = min(
+            waiting,
+            key=lambda name: (load[name], served.get(name, (-1, 0.0)), waiting[name][0][0]),
+        )
         _, job = waiting[owner].popleft()
         order.append(job)
         load[owner] += 1
+        served[owner] = (1, len(order))
         if not waiting[owner]:
             del waiting[owner]
     return order
@@ -117,7 +139,8 @@ def queue_order(*, home: Path | None = None) -> list[Job]:
     with _transaction(home) as conn:
         running = _select(conn, "running")
         queued = _select(conn, "queued")
-    return fair_order(queued, running)
+        claims = _last_claims(conn)
+    return fair_order(queued, running, claims)
 
 
 @dataclass(frozen=True)
@@ -162,7 +185,8 @@ def queue_wait(
             (RECENT_RUNS,),
         ).fetchall()
         queued = _select(conn, "queued")
-    order = [job.run_id for job in fair_order(queued, running)]
+        claims = _last_claims(conn)
+    order = [job.run_id for job in fair_order(queued, running, claims)]
     if run_id not in order:
         return None
     ahead = order.index(run_id)

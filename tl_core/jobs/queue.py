@@ -129,6 +129,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # The teacher's pinned start order (`reorder_queue`); NULL: not pinned.
     ("ALTER TABLE jobs ADD COLUMN rank INTEGER",),
+    # When the scheduler last claimed the job: fair turns go to whoever waited longest.
+    ("ALTER TABLE jobs ADD COLUMN claimed_at REAL",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -149,7 +151,8 @@ class Job:
     ``owner`` names who submitted the job (for a shared classroom server; ``None`` on a
     personal one). ``note`` is the latest fact worth showing about the job. ``rank`` is
     the place the teacher pinned a queued job at (`reorder_queue`; ``None``: not pinned,
-    it waits its fair turn after the pinned ones).
+    it waits its fair turn after the pinned ones). ``claimed_at`` is when the scheduler
+    last picked it to start (``None``: never).
     """
 
     run_id: str
@@ -167,6 +170,7 @@ class Job:
     stop_requested: bool
     note: str | None
     rank: int | None = None
+    claimed_at: float | None = None
 
 
 def is_student_owner(owner: str | None) -> bool:
@@ -416,6 +420,14 @@ def _select(conn: sqlite3.Connection, state: str | None = None) -> list[Job]:
     else:
         rows = conn.execute(f"SELECT * FROM jobs WHERE state = ? {_FIFO}", (state,))
     return [_job(row) for row in rows]
+
+
+def _last_claims(conn: sqlite3.Connection) -> dict[str | None, float]:
+    """When each owner's latest job was claimed to start (owners never served are absent)."""
+    rows = conn.execute(
+        "SELECT owner, MAX(claimed_at) FROM jobs WHERE claimed_at IS NOT NULL GROUP BY owner"
+    )
+    return {owner: float(claimed) for owner, claimed in rows}
 
 
 def _set(conn: sqlite3.Connection, run_id: str, **fields: Any) -> None:

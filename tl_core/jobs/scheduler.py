@@ -73,6 +73,7 @@ from tl_core.jobs.queue import (
     Job,
     _fetch,
     _home,
+    _last_claims,
     _select,
     _transaction,
     _update,
@@ -667,7 +668,7 @@ class Scheduler:
     def _start_queued(self) -> None:
         with _transaction(self.home) as conn:
             running = _select(conn, "running")
-            queued = fair_order(_select(conn, "queued"), running)
+            queued = fair_order(_select(conn, "queued"), running, _last_claims(conn))
         used = {job.slot for job in running}
         free = [slot for slot in range(self.slots + len(used)) if slot not in used]
         paused = self._class_paused(queued)
@@ -693,11 +694,12 @@ class Scheduler:
 
     def _claim(self, job: Job, slot: int) -> Job | None:
         """Mark `job` running on `slot` (no worker yet); ``None`` when it is no longer queued."""
+        now = time.time()
         with _transaction(self.home, write=True) as conn:
             claimed = conn.execute(
                 "UPDATE jobs SET state = 'running', slot = ?, attempts = attempts + 1, "
-                "updated_at = ? WHERE run_id = ? AND state = 'queued'",
-                (slot, time.time(), job.run_id),
+                "updated_at = ?, claimed_at = ? WHERE run_id = ? AND state = 'queued'",
+                (slot, now, now, job.run_id),
             ).rowcount
             return _fetch(conn, job.run_id) if claimed else None
 

@@ -20,6 +20,7 @@ import pytest
 from tests.unit.jobs.queue_support import (
     CONFIG,
     ROOT,
+    hold_writer_lock,
     kill_worker,
     state,
     wait_for,
@@ -27,10 +28,13 @@ from tests.unit.jobs.queue_support import (
 )
 from tl_core import cli
 from tl_core.classroom.identity import Identity
-from tl_core.errors import ConfigError, JobError
+from tl_core.classroom.ownership import record_dataset_owner
+from tl_core.classroom.settings import update_class_settings
+from tl_core.errors import AccessDenied, ConfigError, JobError
 from tl_core.fsutil import lock_held
 from tl_core.jobs import queue as jobs
-from tl_core.jobs.runs import RunFiles, read_json, read_status, run_path
+from tl_core.jobs.fairshare import queue_order
+from tl_core.jobs.runs import RunFiles, list_runs, read_json, read_status, run_path, summarize_run
 from tl_core.jobs.scheduler import SLOTS_ENV, JobEvent, LocalProcessRunner, Scheduler
 
 # --- the queue ------------------------------------------------------------------------------
@@ -499,3 +503,258 @@ def test_cli_scheduler_refuses_a_non_positive_interval(
     assert cli.main(["scheduler", "--interval", "0"]) == 2
 
     assert capsys.readouterr().err.startswith("error: --interval must be a positive number")
+
+
+# --- who may do what (class mode) ------------------------------------------------------------
+
+ADA, GRACE, TEACHER = Identity.student("Ada"), Identity.student("Grace"), Identity.teacher()
+
+
+def test_a_students_run_records_its_owner_and_an_operators_run_records_none() -> None:
+    mine = jobs.submit(CONFIG, actor=ADA)
+    anyone = jobs.submit(CONFIG)
+
+    assert read_json(RunFiles(run_path(mine)).config)["owner"] == "Ada"
+    assert "owner" not in read_json(RunFiles(run_path(anyone)).config)
+    assert (summarize_run(mine).owner, summarize_run(anyone).owner) == ("Ada", None)
+    assert jobs.get(mine).owner == "Ada"
+
+
+def test_a_student_at_the_class_limit_is_refused_and_nothing_is_created(tl_home: Path) -> None:
+    first, second = jobs.submit(CONFIG, actor=ADA), jobs.submit(CONFIG, actor=ADA)
+
+    with pytest.raises(AccessDenied, match="You already have 2 runs waiting or training, the"):
+        jobs.submit(CONFIG, actor=ADA)
+
+    assert {job.run_id for job in jobs.list_jobs()} == {first, second}
+    assert sorted(p.name for p in (tl_home / "runs").iterdir()) == sorted([first, second])
+    assert jobs.get(jobs.submit(CONFIG, actor=GRACE)).owner == "Grace"
+
+
+def test_a_stopped_run_frees_a_place_under_the_limit() -> None:
+    first = jobs.submit(CONFIG, actor=ADA)
+    jobs.submit(CONFIG, actor=ADA)
+    jobs.request_stop(first, actor=ADA)
+
+    assert jobs.get(jobs.submit(CONFIG, actor=ADA)).state == "queued"
+
+
+def test_the_limit_follows_the_class_settings_and_counts_names_as_the_roster_does() -> None:
+    update_class_settings(TEACHER, max_active_runs=1)
+    jobs.submit(CONFIG, actor=ADA)
+
+    with pytest.raises(AccessDenied, match="1 run waiting or training"):
+        jobs.submit(CONFIG, actor=Identity.student("ada"))
+
+
+def test_the_teacher_and_the_operator_have_no_limit() -> None:
+    for _ in range(3):
+        jobs.submit(CONFIG, actor=TEACHER)
+        jobs.submit(CONFIG)
+
+    assert len(jobs.list_jobs()) == 6
+
+
+def test_quick_concurrent_submits_of_one_student_never_pass_the_limit() -> None:
+    def attempt(_: int) -> str | None:
+        try:
+            return jobs.submit(CONFIG, actor=ADA)
+        except AccessDenied:
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(attempt, range(8)))
+
+    assert sum(result is not None for result in results) == 2
+    assert len(jobs.list_jobs()) == 2
+
+
+def test_a_student_cannot_train_on_another_students_dataset(tl_home: Path) -> None:
+    record_dataset_owner(CONFIG.dataset_id, GRACE)
+
+    with pytest.raises(AccessDenied, match="uploaded by another student"):
+        jobs.submit(CONFIG, actor=ADA)
+
+    assert jobs.list_jobs() == []
+    assert list((tl_home / "runs").glob("*")) == []
+    assert jobs.submit(CONFIG, actor=GRACE)
+
+
+def test_a_student_cannot_stop_resume_or_delete_another_students_run() -> None:
+    waiting, stopped = jobs.submit(CONFIG, actor=GRACE), jobs.submit(CONFIG, actor=GRACE)
+    jobs.request_stop(stopped, actor=GRACE)
+
+    with pytest.raises(AccessDenied, match="belongs to Grace, so you cannot stop it"):
+        jobs.request_stop(waiting, actor=ADA)
+    with pytest.raises(AccessDenied, match="cannot resume it"):
+        jobs.resume(stopped, actor=ADA)
+    with pytest.raises(AccessDenied, match="cannot delete it"):
+        jobs.delete_run(stopped, actor=ADA)
+
+    assert (state(waiting), state(stopped)) == ("queued", "stopped")
+    assert run_path(stopped).is_dir()
+    assert read_status(run_path(waiting)).state == "queued"
+
+
+def test_a_student_controls_their_own_runs() -> None:
+    run_id = jobs.submit(CONFIG, actor=ADA)
+
+    assert "now stopped" in jobs.request_stop(run_id, actor=Identity.student("ada"))
+    assert jobs.resume(run_id, actor=ADA).state == "queued"
+    jobs.request_stop(run_id, actor=ADA)
+    assert "was deleted" in jobs.delete_run(run_id, actor=ADA)
+
+
+@pytest.mark.parametrize("actor", [TEACHER, None], ids=["teacher", "operator"])
+def test_the_teacher_and_the_operator_control_anyones_run(actor: Identity | None) -> None:
+    run_id = jobs.submit(CONFIG, actor=GRACE)
+
+    jobs.request_stop(run_id, actor=actor)
+    assert state(run_id) == "stopped"
+    assert jobs.resume(run_id, actor=actor).state == "queued"
+    jobs.request_stop(run_id, actor=actor)
+    jobs.delete_run(run_id, actor=actor)
+    assert not run_path(run_id).exists()
+
+
+def test_delete_removes_the_job_and_the_directory_so_the_run_leaves_every_list() -> None:
+    kept, gone = jobs.submit(CONFIG), jobs.submit(CONFIG)
+    jobs.request_stop(gone)
+
+    message = jobs.delete_run(gone)
+
+    assert message == f"Run {gone} was deleted with its checkpoints, metrics and model."
+    assert [job.run_id for job in jobs.list_jobs()] == [kept]
+    assert [run.run_id for run in list_runs()] == [kept]
+    assert not run_path(gone).exists()
+    with pytest.raises(JobError, match="no run"):
+        jobs.delete_run(gone)
+
+
+def test_delete_refuses_a_queued_run_and_one_whose_writer_lock_is_held() -> None:
+    waiting, stopped = jobs.submit(CONFIG), jobs.submit(CONFIG)
+    jobs.request_stop(stopped)
+
+    with pytest.raises(JobError, match=r"is queued, so it cannot be deleted now\. Stop it first"):
+        jobs.delete_run(waiting)
+    with hold_writer_lock(run_path(stopped)), pytest.raises(JobError, match="still being trained"):
+        jobs.delete_run(stopped)
+
+    assert run_path(waiting).is_dir() and run_path(stopped).is_dir()
+    assert {job.run_id for job in jobs.list_jobs()} == {waiting, stopped}
+
+
+def test_a_deletion_cut_short_never_lists_and_the_next_one_finishes_it(tl_home: Path) -> None:
+    run_id = jobs.submit(CONFIG)
+    jobs.request_stop(run_id)
+    leftover = tl_home / "runs" / f".deleting-{run_id}-abcdef"
+    run_path(run_id).rename(leftover)  # what a crash between the rename and the removal leaves
+
+    assert list_runs() == []
+    jobs.delete_run(run_id)
+
+    assert not leftover.exists()
+    assert jobs.list_jobs() == []
+
+
+def test_a_student_cannot_reorder_the_queue() -> None:
+    first, second = jobs.submit(CONFIG, actor=ADA), jobs.submit(CONFIG, actor=GRACE)
+
+    with pytest.raises(AccessDenied, match="Only the teacher can reorder the queue"):
+        jobs.reorder_queue(ADA, [second, first])
+
+    assert [job.rank for job in jobs.list_jobs()] == [None, None]
+    assert jobs.queue_position(first) == 1
+
+
+def test_the_teacher_pins_the_start_order_and_runs_no_longer_queued_are_ignored() -> None:
+    a, b, c, stopped = (jobs.submit(CONFIG) for _ in range(4))
+    jobs.request_stop(stopped)
+
+    pinned = jobs.reorder_queue(TEACHER, [c, stopped, a])
+
+    assert [(job.run_id, job.rank) for job in pinned] == [(c, 0), (a, 1)]
+    assert [job.run_id for job in queue_order()] == [c, a, b]
+    assert [jobs.queue_position(r) for r in (a, b, c)] == [2, 3, 1]
+    assert jobs.get(stopped).rank is None
+    jobs.reorder_queue(None, [b])
+    assert [job.run_id for job in queue_order()] == [b, a, c]
+
+
+def test_a_resumed_run_loses_its_old_pin() -> None:
+    first, second = jobs.submit(CONFIG), jobs.submit(CONFIG)
+    jobs.reorder_queue(TEACHER, [second])
+    jobs.request_stop(second)
+
+    assert jobs.resume(second).rank is None
+    assert [job.run_id for job in queue_order()] == [first, second]
+
+
+def test_a_version_1_queue_file_is_migrated_and_keeps_its_jobs(tl_home: Path) -> None:
+    with contextlib.closing(sqlite3.connect(tl_home / "jobs.sqlite")) as conn, conn:
+        for statement in jobs._MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO jobs (run_id, state, owner, created_at, queued_at, updated_at) "
+            "VALUES ('20261123-131500-a1b2c3', 'completed', 'Ada', 1, 1, 1)"
+        )
+
+    (job,) = jobs.list_jobs()
+
+    assert (job.run_id, job.state, job.owner, job.rank) == (
+        "20261123-131500-a1b2c3",
+        "completed",
+        "Ada",
+        None,
+    )
+    with contextlib.closing(sqlite3.connect(tl_home / "jobs.sqlite")) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == jobs.SCHEMA_VERSION == 3
+
+
+def test_while_the_class_is_paused_students_runs_wait_and_the_teachers_start(
+    make_scheduler: Callable[..., Scheduler],
+) -> None:
+    scheduler = make_scheduler("wait", slots=1)
+    student = jobs.submit(CONFIG, actor=ADA)
+    teacher = jobs.submit(CONFIG, actor=TEACHER)
+    update_class_settings(TEACHER, paused=True)
+
+    scheduler.tick()
+
+    assert (state(student), state(teacher)) == ("queued", "running")
+    jobs.request_stop(teacher)
+    wait_for(lambda: state(teacher) == "stopped", scheduler)
+    scheduler.tick()
+    assert state(student) == "queued"
+    update_class_settings(TEACHER, paused=False)
+    wait_for(lambda: state(student) == "running", scheduler)
+
+
+def test_the_scheduler_takes_turns_between_students(
+    make_scheduler: Callable[..., Scheduler],
+) -> None:
+    scheduler = make_scheduler("wait", slots=1)
+    update_class_settings(TEACHER, max_active_runs=5)
+    ada_first, ada_second = jobs.submit(CONFIG, actor=ADA), jobs.submit(CONFIG, actor=ADA)
+    grace = jobs.submit(CONFIG, actor=GRACE)
+    scheduler.tick()
+    assert state(ada_first) == "running"
+
+    jobs.request_stop(ada_first)
+    wait_for(lambda: state(ada_first) == "stopped", scheduler)
+    wait_for(lambda: state(grace) == "running", scheduler)
+
+    assert state(ada_second) == "queued"
+
+
+def test_a_personal_studio_never_reads_or_creates_class_records(
+    tl_home: Path, make_scheduler: Callable[..., Scheduler]
+) -> None:
+    scheduler = make_scheduler("complete", slots=1)
+    run_id = jobs.submit(CONFIG)
+
+    wait_for(lambda: state(run_id) == "completed", scheduler)
+
+    assert "owner" not in read_json(RunFiles(run_path(run_id)).config)
+    assert not (tl_home / "class").exists()
