@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,9 +42,29 @@ def free_port() -> int:
 
 @contextmanager
 def serve_app(
-    home: Path, log: Path, *, extra_args: Sequence[str] = (), start_seconds: float = 60
+    home: Path,
+    log: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    start_seconds: float = 60,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[str, int]]:
     """Serve the app with ``TL_HOME=home``, output into `log`; yield ``(url, pid)``.
+
+    At the end the server's worker processes (which lead sessions of their own, so that
+    they outlive a server restart) are ended with it.
+
+    Args:
+        home: the server's ``TL_HOME``.
+        log: the file its output goes to.
+        extra_args: more ``streamlit run`` options (default none).
+        start_seconds: how long it may take to become healthy (default 60).
+        env: variables added to this process's environment (default none), e.g.
+            ``{"TL_CLASS_CODE": "ABC", "TL_TEACHER_PASSWORD": "pw"}`` for class mode.
+
+    Example:
+        >>> with serve_app(home, home / "streamlit.log") as (url, pid):  # doctest: +SKIP
+        ...     urllib.request.urlopen(url)
 
     Raises:
         RuntimeError: the server exited or was not healthy within `start_seconds`; the
@@ -66,7 +86,7 @@ def serve_app(
         server = subprocess.Popen(
             command,
             cwd=ROOT,
-            env=os.environ | {"TL_HOME": str(home)},
+            env=os.environ | {"TL_HOME": str(home)} | dict(env or {}),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -76,12 +96,45 @@ def serve_app(
         _wait_until_healthy(url, server, log, start_seconds)
         yield url, server.pid
     finally:
+        workers = descendants(server.pid)
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        _end(workers)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs, from ``/proc`` (``[]`` off Linux)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it ended while we looked
+            continue
+        parents[int(stat.parent.name)] = int(text[text.rindex(")") + 2 :].split()[1])
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+def _end(pids: list[int]) -> None:
+    """SIGKILL each of `pids` that still runs, with its process group when it leads one."""
+    for pid in pids:
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
 
 
 def _wait_until_healthy(
