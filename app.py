@@ -18,7 +18,10 @@ st.set_page_config(
 jobs.scheduler()
 person = signin.require_identity()
 page = st.navigation(wizard.pages())
+if person is not None:  # before the page, which may stop the script early
+    with st.sidebar:
+        signin.render_signed_in(person)
 datasets.sync_dataset_with_url()
 with shell.inside_app():
     page.run()
-sidebar.render(person)
+sidebar.render()

@@ -5,24 +5,18 @@ from __future__ import annotations
 import streamlit as st
 
 from tl_core import DatasetReport, TLError
-from tl_core.classroom import Identity
 from tl_core.models.backbones import get_backbone
 from tl_core.viz.markdown import escape_markdown
-from ui import backbone_view, datasets, jobs, layers_view, run_view, signin, state
+from ui import backbone_view, datasets, jobs, layers_view, run_view, state
 from ui.wizard import STEPS
 
 #: Class names listed by name in the sidebar before it says "and N more".
 CLASSES_SHOWN = 6
 
 
-def render(person: Identity | None = None) -> None:
-    """Draw the sidebar; call it after the page ran, so it shows what the page chose.
-
-    In class mode it starts with who is signed in (`person`) and **Sign out**.
-    """
+def render() -> None:
+    """Draw the sidebar; call it after the page ran, so it shows what the page chose."""
     with st.sidebar:
-        if person is not None:
-            signin.render_signed_in(person)
         st.subheader("Dataset", anchor=False)
         try:
             report = datasets.current_dataset()
