@@ -11,8 +11,8 @@ The scheduler starts queued jobs in `queue_order`:
    …``, and the classmate's turn still comes next when ``A1`` ends before ``B1`` starts.
 
 Jobs with no owner (the operator's, single-user mode) count as one owner, so a personal
-studio keeps plain first-in first-out. `queue_wait` estimates the wait from the recent
-runs' durations.
+studio keeps plain first-in first-out. `queue_wait` (one run) and `queue_waits` (the
+whole queue) estimate the wait from the recent runs' durations.
 
 Example:
     >>> [job.run_id for job in queue_order()]  # doctest: +SKIP
@@ -45,6 +45,7 @@ __all__ = [
     "fair_order",
     "queue_order",
     "queue_wait",
+    "queue_waits",
 ]
 
 #: Set to N >= 1 to run N workers at once (default: one per visible GPU, one without a GPU).
@@ -166,41 +167,64 @@ def queue_wait(
 
     A run is assumed to take the median duration of the last 20 completed runs (60 s when
     none has completed). The running jobs free their slots after their remaining time, and
-    each job ahead takes the slot that frees first.
+    each job ahead takes the slot that frees first (`queue_waits`).
 
     Args:
         run_id: the queued run.
         home: the workspace root (default ``TL_HOME``).
         slots: workers that run at once (default `default_slots`).
 
+    Raises:
+        JobError: when `run_id` is malformed.
+
     Example:
         >>> queue_wait("20261123-131500-a1b2c3", slots=1)  # doctest: +SKIP
         QueueWait(position=2, ahead=1, wait_s=95.0)
     """
     run_path(run_id, home)
+    return queue_waits(home=home, slots=slots).get(run_id)
+
+
+def queue_waits(*, home: Path | None = None, slots: int | None = None) -> dict[str, QueueWait]:
+    """`queue_wait` of every queued job at once (one read of the queue, for a whole table).
+
+    While the class is paused, students' jobs get ``wait_s=None`` and take no slot in the
+    estimate (the teacher's jobs behind them start first).
+
+    Args:
+        home: the workspace root (default ``TL_HOME``).
+        slots: workers that run at once (default `default_slots`).
+
+    Example:
+        >>> [wait.position for wait in queue_waits(slots=1).values()]  # doctest: +SKIP
+        [1, 2]
+    """
     with _transaction(home) as conn:
         running = _select(conn, "running")
         completed = conn.execute(
             "SELECT run_id FROM jobs WHERE state = 'completed' ORDER BY updated_at DESC LIMIT ?",
             (RECENT_RUNS,),
         ).fetchall()
-        queued = _select(conn, "queued")
-        claims = _last_claims(conn)
-    order = [job.run_id for job in fair_order(queued, running, claims)]
-    if run_id not in order:
-        return None
-    ahead = order.index(run_id)
-    job = next(job for job in queued if job.run_id == run_id)
-    if is_student_owner(job.owner) and read_class_settings(home=home).paused:
-        return QueueWait(ahead + 1, ahead, None)
+        order = fair_order(_select(conn, "queued"), running, _last_claims(conn))
+    if not order:
+        return {}
+    paused = any(is_student_owner(job.owner) for job in order) and (
+        read_class_settings(home=home).paused
+    )
     typical = typical_run_s([row["run_id"] for row in completed], home=home)
-    wait_s = _simulated_wait(
+    free_at = _slots_free_at(
         [_remaining_s(job, typical, home) for job in running],
-        ahead,
-        typical,
         slots if slots is not None else default_slots(),
     )
-    return QueueWait(ahead + 1, ahead, wait_s)
+    waits = {}
+    for ahead, job in enumerate(order):
+        if paused and is_student_owner(job.owner):
+            waits[job.run_id] = QueueWait(ahead + 1, ahead, None)
+            continue
+        # It takes the slot that frees first, and holds it for a typical run.
+        waits[job.run_id] = QueueWait(ahead + 1, ahead, free_at[0])
+        heapq.heappush(free_at, heapq.heappop(free_at) + typical)
+    return waits
 
 
 def typical_run_s(run_ids: Sequence[str], *, home: Path | None = None) -> float:
@@ -221,15 +245,10 @@ def _remaining_s(job: Job, typical: float, home: Path | None) -> float:
     return max(0.0, typical - elapsed)
 
 
-def _simulated_wait(remaining: list[float], ahead: int, typical: float, slots: int) -> float:
-    """Seconds until a slot is free for the job after `ahead` others.
-
-    Each slot frees when its running job ends (`remaining`; a free slot at 0); each job
-    ahead takes the slot that frees first and holds it for `typical` seconds.
-    """
+def _slots_free_at(remaining: list[float], slots: int) -> list[float]:
+    """A heap of the seconds until each slot is free: a running job's remaining time, 0 for
+    a free slot."""
     # More running jobs than slots (slots were lowered): the queue waits for the longest ones.
     free_at = sorted(remaining)[-slots:] + [0.0] * max(0, slots - len(remaining))
     heapq.heapify(free_at)
-    for _ in range(ahead):
-        heapq.heappush(free_at, heapq.heappop(free_at) + typical)
-    return free_at[0]
+    return free_at

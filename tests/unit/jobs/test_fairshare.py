@@ -21,6 +21,7 @@ from tl_core.jobs.fairshare import (
     fair_order,
     queue_order,
     queue_wait,
+    queue_waits,
 )
 from tl_core.jobs.queue import Job
 from tl_core.jobs.runs import RunStatus, run_path, write_status
@@ -174,7 +175,18 @@ def test_while_the_class_is_paused_a_students_wait_is_unknown_and_the_teachers_i
     update_class_settings(TEACHER, paused=True)
 
     assert queue_wait(student, slots=1) == QueueWait(position=1, ahead=0, wait_s=None)
-    assert queue_wait(teacher, slots=1).wait_s == DEFAULT_RUN_S
+    # The waiting student takes no slot, so the teacher's run starts at once.
+    assert queue_wait(teacher, slots=1) == QueueWait(position=2, ahead=1, wait_s=0.0)
+
+
+def test_queue_waits_gives_every_queued_run_its_wait_in_one_read() -> None:
+    run_ids = [jobs.submit(CONFIG) for _ in range(3)]
+
+    waits = queue_waits(slots=1)
+
+    assert list(waits) == run_ids
+    assert [wait.wait_s for wait in waits.values()] == [0.0, DEFAULT_RUN_S, 2 * DEFAULT_RUN_S]
+    assert waits[run_ids[2]] == queue_wait(run_ids[2], slots=1)
 
 
 def test_the_wait_uses_the_schedulers_slots_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
