@@ -41,6 +41,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from tl_core.classroom.identity import Identity
+from tl_core.classroom.ownership import may_use_dataset, require_dataset
 from tl_core.data.images import ImageRejected, decode_image, encode_stored
 from tl_core.data.report import (
     SPLIT_FOLDERS,
@@ -167,16 +169,32 @@ def ingest_archive(
     return DatasetReport.load(root)
 
 
-def load_dataset(dataset_id: str, *, home: Path | None = None) -> DatasetReport:
+def load_dataset(
+    dataset_id: str, *, home: Path | None = None, actor: Identity | None = None
+) -> DatasetReport:
     """Return the stored report of `dataset_id` (12 hex digits, as made by `ingest_archive`).
 
-    Raises `DataError` when the id is malformed or no such dataset is stored.
+    Args:
+        dataset_id: the dataset's id.
+        home: workspace root (default `tl_home()`).
+        actor: who asks (default ``None``: the operator, who may load every dataset); a
+            student may load their own datasets, the teacher's, shared ones and those
+            with no recorded uploader (`tl_core.classroom.ownership.may_use_dataset`).
+
+    Raises:
+        DataError: the id is malformed or no such dataset is stored.
+        AccessDenied: the dataset was uploaded by another student.
+
+    Example:
+        >>> load_dataset("c3a2df1541e7").num_images  # doctest: +SKIP
+        280
     """
     if not isinstance(dataset_id, str) or not _DATASET_ID.fullmatch(dataset_id):
         raise DataError(
             f"Expected a dataset id of 12 hex digits. Received: dataset_id={dataset_id!r}. "
             "Pick a dataset from the list, or ingest the archive again."
         )
+    require_dataset(actor, dataset_id, home=home)
     root = safe_join(datasets_dir(home), dataset_id)
     if not (root / "report.json").is_file():
         raise DataError(
@@ -186,14 +204,28 @@ def load_dataset(dataset_id: str, *, home: Path | None = None) -> DatasetReport:
     return DatasetReport.load(root)
 
 
-def list_datasets(*, home: Path | None = None) -> list[DatasetReport]:
-    """Return every stored dataset, newest first, without their image index (``images``
-    is empty: use `load_dataset` for the dataset you work with)."""
+def list_datasets(
+    *, home: Path | None = None, actor: Identity | None = None
+) -> list[DatasetReport]:
+    """Return the stored datasets `actor` may use, newest first, without their image index
+    (``images`` is empty: use `load_dataset` for the dataset you work with).
+
+    Args:
+        home: workspace root (default `tl_home()`).
+        actor: who asks (default ``None``: the operator, who sees every dataset); a
+            student sees only the datasets `load_dataset` would give them.
+
+    Example:
+        >>> [report.dataset_id for report in list_datasets()]  # doctest: +SKIP
+        ['c3a2df1541e7']
+    """
     roots = [
         p
         for p in datasets_dir(home).iterdir()
         # Staging folders of ingests in progress (".ingest-…") hold a report.json too.
-        if _DATASET_ID.fullmatch(p.name) and (p / "report.json").is_file()
+        if _DATASET_ID.fullmatch(p.name)
+        and (p / "report.json").is_file()
+        and may_use_dataset(actor, p.name, home=home)
     ]
     roots.sort(key=lambda p: (p / "report.json").stat().st_mtime, reverse=True)
     return [DatasetReport.load(p, images=False) for p in roots]

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -40,8 +41,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from tl_core.classroom.identity import Identity
+from tl_core.classroom.ownership import dataset_owners, record_dataset_owner
+from tl_core.classroom.settings import read_class_settings
 from tl_core.data.archive import archive_id, discard_staging, ingest_archive
-from tl_core.errors import DataError, TLError
+from tl_core.errors import AccessDenied, DataError, TLError
 from tl_core.fsutil import FolderLock, read_json, write_json_atomic
 from tl_core.jobs.processes import marker_alive, reap_children, spawn_tracked
 from tl_core.workspace import datasets_dir, tl_home
@@ -173,8 +177,15 @@ def start_ingest(
     source_name: str | None = None,
     consume: bool = False,
     home: Path | None = None,
+    actor: Identity | None = None,
 ) -> IngestTicket:
     """Start ingesting `archive` in a background process, unless it is stored or under way.
+
+    In class mode the uploader of a consumed upload is recorded as one of the dataset's
+    owners (the same archive uploaded by two students has both; a file already on the
+    server, such as the bundled sample, and a dataset stored before class mode stay open
+    to everyone), and a student's archive over the class's upload limit
+    (`tl_core.classroom.settings.ClassSettings.max_upload_mb`) is refused.
 
     Args:
         archive: the zip file.
@@ -183,12 +194,16 @@ def start_ingest(
             into the ingest's folder, or deleted when another ingest of the same archive
             is already stored or running (default False: the file is left alone).
         home: workspace root (default `tl_home()`).
+        actor: who uploads it (default ``None``: the operator, who has no upload limit
+            and is recorded as no owner).
 
     Returns:
         The `IngestTicket` to pass to `ingest_state`.
 
     Raises:
         DataError: the file cannot be read, or the process cannot be started.
+        AccessDenied: `actor` is a student and the archive is over the upload limit;
+            a consumed copy is deleted then.
 
     Example:
         >>> ticket = start_ingest("assets/sample_shapes.zip")  # doctest: +SKIP
@@ -198,24 +213,59 @@ def start_ingest(
     path = Path(archive)
     name = source_name or path.name
     try:
+        _check_upload_size(path, name, actor, home)
         ticket = IngestTicket(archive_id(path), name)
     except OSError as exc:
         raise DataError(
             f"Cannot read {name!r}: {exc.strerror or exc}. Check the file, or upload it again."
         ) from exc
+    except AccessDenied:
+        if consume:
+            path.unlink(missing_ok=True)
+        raise
     paths = _Paths.of(ingest_folder(ticket, home=home))
     paths.folder.mkdir(parents=True, exist_ok=True)
     reap_children()
     with _locked(paths):
         marker = _marker(paths)
-        if not _stored(ticket, home) and not (marker is not None and marker_alive(marker)):
+        stored = _stored(ticket, home)
+        launch = not stored and not (marker is not None and marker_alive(marker))
+        if launch:
             if marker is not None:
                 _settle_crash(paths, ticket, marker, home)
             _launch(paths, path, ticket, consume, home)
-            return ticket
     if consume:
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # already moved away when launched
+        _record_uploader(ticket.dataset_id, actor, stored, home)
     return ticket
+
+
+def _record_uploader(
+    dataset_id: str, actor: Identity | None, stored: bool, home: Path | None
+) -> None:
+    """Record `actor` as an owner of the upload `dataset_id`: also when it was stored or
+    under way already (the same archive from a second student), but not when it is stored
+    with no owner, since it is open to everyone then and would become theirs alone."""
+    if stored and not dataset_owners(dataset_id, home=home):
+        return
+    record_dataset_owner(dataset_id, actor, home=home)
+
+
+def _check_upload_size(path: Path, name: str, actor: Identity | None, home: Path | None) -> None:
+    """Refuse a student's archive over the class's upload limit (the teacher and the
+    operator have none); raises `OSError` when the file cannot be read."""
+    if actor is None or actor.is_teacher:
+        return
+    limit_mb = read_class_settings(home=home).max_upload_mb
+    size = path.stat().st_size
+    if size > limit_mb * 1024 * 1024:
+        # Rounded up, so that an archive just over the limit never reads as equal to it.
+        size_mb = math.ceil(size / (1024 * 1024))
+        raise AccessDenied(
+            f"The archive {name!r} is {size_mb:,} MB, over the class's upload limit of "
+            f"{limit_mb:,} MB per student. Make it smaller (fewer or smaller images) or ask "
+            "the teacher to raise the limit."
+        )
 
 
 def ingest_state(ticket: IngestTicket, *, home: Path | None = None) -> IngestState:

@@ -29,9 +29,11 @@ from tests.helpers import (
     png_bytes,
     zip_bytes,
 )
+from tl_core.classroom.identity import Identity
+from tl_core.classroom.ownership import record_dataset_owner, share_dataset
 from tl_core.data.archive import ingest_archive, list_datasets, load_dataset
 from tl_core.data.report import DatasetReport, IngestLimits, MiB
-from tl_core.errors import DataError
+from tl_core.errors import AccessDenied, DataError
 
 #: A small valid dataset: two classes of three distinct pictures.
 PETS = class_folders({"cat": 3, "dog": 3})
@@ -886,6 +888,63 @@ def test_list_datasets_ignores_folders_that_are_not_datasets(ingest: Ingest, tl_
     (tl_home / "datasets" / "notes").mkdir()
 
     assert [r.root for r in list_datasets()] == [report.root]
+
+
+# --- class mode: whose datasets a student sees -------------------------------------------
+
+ADA, GRACE = Identity.student("Ada"), Identity.student("Grace")
+
+
+@pytest.fixture
+def class_datasets(make_archive: Callable[..., Path]) -> dict[str, str]:
+    """Datasets uploaded by Ada, by Grace and by the teacher, and one with no uploader."""
+    ids = {}
+    for who, classes in [
+        ("Ada", {"cat": 2, "dog": 2}),
+        ("Grace", {"ant": 2, "bee": 2}),
+        ("Teacher", {"owl": 2, "fox": 2}),
+        ("nobody", {"red": 2, "blue": 2}),
+    ]:
+        report = ingest_archive(make_archive(class_folders(classes), f"{who}.zip"))
+        ids[who] = report.dataset_id
+    record_dataset_owner(ids["Ada"], ADA)
+    record_dataset_owner(ids["Grace"], GRACE)
+    record_dataset_owner(ids["Teacher"], Identity.teacher())
+    return ids
+
+
+def test_a_student_lists_their_own_the_teachers_and_unowned_datasets_only(
+    class_datasets: dict[str, str],
+) -> None:
+    listed = {r.dataset_id for r in list_datasets(actor=ADA)}
+
+    assert listed == {class_datasets[who] for who in ("Ada", "Teacher", "nobody")}
+
+
+def test_the_teacher_and_the_operator_list_every_dataset(class_datasets: dict[str, str]) -> None:
+    everything = set(class_datasets.values())
+
+    assert {r.dataset_id for r in list_datasets(actor=Identity.teacher())} == everything
+    assert {r.dataset_id for r in list_datasets()} == everything
+
+
+def test_a_student_cannot_load_another_students_dataset(class_datasets: dict[str, str]) -> None:
+    with pytest.raises(AccessDenied, match=r"uploaded by another student.*ask the teacher"):
+        load_dataset(class_datasets["Grace"], actor=ADA)
+
+    assert load_dataset(class_datasets["Ada"], actor=ADA).classes == {"cat": 2, "dog": 2}
+    assert load_dataset(class_datasets["Grace"], actor=GRACE).classes == {"ant": 2, "bee": 2}
+    assert load_dataset(class_datasets["Grace"], actor=Identity.teacher()).num_images == 4
+    assert load_dataset(class_datasets["Grace"]).num_images == 4
+
+
+def test_a_dataset_the_teacher_shares_is_open_to_every_student(
+    class_datasets: dict[str, str],
+) -> None:
+    share_dataset(Identity.teacher(), class_datasets["Grace"])
+
+    assert load_dataset(class_datasets["Grace"], actor=ADA).num_images == 4
+    assert class_datasets["Grace"] in {r.dataset_id for r in list_datasets(actor=ADA)}
 
 
 def test_progress_is_reported_up_to_the_total(ingest: Ingest) -> None:

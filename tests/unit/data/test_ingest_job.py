@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import class_folders
+from tests.helpers import class_folders, noise_bytes
+from tl_core.classroom.identity import Identity
+from tl_core.classroom.ownership import dataset_owners
+from tl_core.classroom.settings import update_class_settings
 from tl_core.data import ingest_job
-from tl_core.data.archive import ingest_archive, list_datasets, load_dataset
+from tl_core.data.archive import archive_id, ingest_archive, list_datasets, load_dataset
 from tl_core.data.ingest_job import (
     IngestState,
     IngestTicket,
@@ -21,7 +24,7 @@ from tl_core.data.ingest_job import (
     run_ingest,
     start_ingest,
 )
-from tl_core.errors import DataError
+from tl_core.errors import AccessDenied, DataError
 from tl_core.workspace import datasets_dir
 
 MakeArchive = Callable[..., Path]
@@ -159,3 +162,110 @@ def test_an_unexpected_error_in_the_ingest_reads_as_an_internal_failure(
 def test_the_label_says_what_the_ingest_is_doing() -> None:
     assert IngestState("running").label == "Opening the archive…"
     assert IngestState("running", done=1234, total=5000).label == "Checking 1,234 of 5,000 files…"
+
+
+# --- class mode: upload limit and owners ----------------------------------------------------
+
+ADA, GRACE = Identity.student("Ada"), Identity.student("Grace")
+
+
+def _big_archive(make_archive: MakeArchive, name: str = "big.zip") -> Path:
+    """A valid archive of about 1.5 MB: a noise picture does not compress."""
+    entries = class_folders({"cat": 3, "dog": 3}) | {"cat/big.png": noise_bytes((700, 700))}
+    archive = make_archive(entries, name)
+    assert archive.stat().st_size > 1024 * 1024
+    return archive
+
+
+def test_a_students_upload_over_the_class_limit_is_refused_and_deleted(
+    make_archive: MakeArchive, tl_home: Path
+) -> None:
+    update_class_settings(Identity.teacher(), max_upload_mb=1)
+    upload = _big_archive(make_archive)
+    dataset_id = archive_id(upload)
+
+    with pytest.raises(AccessDenied) as refused:
+        start_ingest(upload, source_name="holiday.zip", consume=True, actor=ADA)
+
+    assert str(refused.value) == (
+        "The archive 'holiday.zip' is 2 MB, over the class's upload limit of 1 MB per "
+        "student. Make it smaller (fewer or smaller images) or ask the teacher to raise the "
+        "limit."
+    )
+    assert not upload.exists(), "the refused upload's copy is deleted"
+    assert not (tl_home / "ingests" / dataset_id).exists()
+    assert dataset_owners(dataset_id) == []
+
+
+def test_the_teacher_and_the_operator_have_no_upload_limit(make_archive: MakeArchive) -> None:
+    update_class_settings(Identity.teacher(), max_upload_mb=1)
+    archive = _big_archive(make_archive)
+    ingest_archive(archive)
+
+    for actor in (Identity.teacher(), None):
+        assert ingest_state(start_ingest(archive, actor=actor)).state == "ready"
+
+
+def test_a_students_upload_under_the_default_limit_is_ingested_and_theirs(
+    make_archive: MakeArchive,
+) -> None:
+    upload = make_archive(class_folders({"cat": 3, "dog": 3}), "pets.zip")
+
+    ticket = start_ingest(upload, source_name="pets.zip", consume=True, actor=ADA)
+
+    assert _wait(ticket).state == "ready"
+    assert dataset_owners(ticket.dataset_id) == ["Ada"]
+    assert load_dataset(ticket.dataset_id, actor=ADA).source_name == "pets.zip"
+    with pytest.raises(AccessDenied):
+        load_dataset(ticket.dataset_id, actor=GRACE)
+
+
+def test_the_same_archive_uploaded_by_two_students_belongs_to_both(
+    make_archive: MakeArchive,
+) -> None:
+    entries = class_folders({"cat": 3, "dog": 3})
+    first = start_ingest(make_archive(entries, "ada.zip"), consume=True, actor=ADA)
+    assert _wait(first).state == "ready"
+
+    second = start_ingest(make_archive(entries, "grace.zip"), consume=True, actor=GRACE)
+
+    assert second.dataset_id == first.dataset_id
+    assert dataset_owners(first.dataset_id) == ["Ada", "Grace"]
+    assert load_dataset(first.dataset_id, actor=GRACE).num_images == 6
+    assert [r.dataset_id for r in list_datasets(actor=GRACE)] == [first.dataset_id]
+    assert list_datasets(actor=Identity.student("Alan")) == []
+
+
+def test_the_operators_upload_records_no_owner(make_archive: MakeArchive) -> None:
+    upload = make_archive(class_folders({"cat": 3, "dog": 3}))
+
+    ticket = start_ingest(upload, consume=True)
+
+    assert _wait(ticket).state == "ready"
+    assert dataset_owners(ticket.dataset_id) == []
+    assert load_dataset(ticket.dataset_id, actor=GRACE).num_images == 6
+
+
+def test_a_file_already_on_the_server_stays_open_to_every_student(
+    make_archive: MakeArchive,
+) -> None:
+    # The bundled sample is started with consume=False: nobody uploaded it.
+    sample = make_archive(class_folders({"cat": 3, "dog": 3}), "sample_shapes.zip")
+    ingest_archive(sample)
+
+    ticket = start_ingest(sample, actor=ADA)
+
+    assert dataset_owners(ticket.dataset_id) == []
+    assert load_dataset(ticket.dataset_id, actor=GRACE).num_images == 6
+
+
+def test_a_dataset_stored_before_class_mode_stays_open_when_a_student_uploads_it(
+    make_archive: MakeArchive,
+) -> None:
+    entries = class_folders({"cat": 3, "dog": 3})
+    stored = ingest_archive(make_archive(entries, "before.zip"))
+
+    start_ingest(make_archive(entries, "again.zip"), consume=True, actor=ADA)
+
+    assert dataset_owners(stored.dataset_id) == []
+    assert load_dataset(stored.dataset_id, actor=GRACE).num_images == 6
