@@ -2,7 +2,12 @@
 
 The facade below is the supported surface for scripts and notebooks: ingest a dataset,
 configure and train a run (in the foreground, or queued with `submit`; a freeze-depth
-ladder with `submit_ladder`), evaluate, embed, predict and export. Importing it is cheap:
+ladder with `submit_ladder`), evaluate, embed, predict and export.
+
+The actions on the queue take the acting person as ``actor=``: ``None`` (the default) is
+the machine's operator, who may do everything; on a class server it is the signed-in
+`Identity`, and a student acting on someone else's run gets `AccessDenied`
+(`tl_core.classroom` has the sign-in and the rules). Importing it is cheap:
 TensorFlow is imported only by the functions that build, train or run models.
 
 Example:
@@ -16,6 +21,7 @@ from tl_core.analysis.evaluate import embeddings, evaluate_run
 from tl_core.analysis.export import export_model, model_card
 from tl_core.analysis.ladder import ladder_configs, submit_ladder
 from tl_core.analysis.predict import predict_images
+from tl_core.classroom import Identity
 from tl_core.config import FREEZE_PRESETS, RunConfig
 from tl_core.data import (
     DatasetReport,
@@ -28,6 +34,7 @@ from tl_core.data import (
 )
 from tl_core.engine.train import train_run
 from tl_core.errors import (
+    AccessDenied,
     ConfigError,
     DataError,
     ExportError,
@@ -35,7 +42,8 @@ from tl_core.errors import (
     TLError,
     WeightsUnavailable,
 )
-from tl_core.jobs.queue import request_stop, submit
+from tl_core.jobs.fairshare import QueueWait, queue_order, queue_wait
+from tl_core.jobs.queue import delete_run, reorder_queue, request_stop, resume, submit
 from tl_core.jobs.runs import prepare_run
 from tl_core.models.backbones import BackboneSpec, get_backbone, list_backbones
 from tl_core.workspace import tl_home
@@ -44,19 +52,23 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FREEZE_PRESETS",
+    "AccessDenied",
     "BackboneSpec",
     "ConfigError",
     "DataError",
     "DatasetReport",
     "ExportError",
+    "Identity",
     "ImageRecord",
     "IngestLimits",
     "JobError",
+    "QueueWait",
     "RunConfig",
     "SkippedFile",
     "TLError",
     "WeightsUnavailable",
     "__version__",
+    "delete_run",
     "embeddings",
     "evaluate_run",
     "export_model",
@@ -69,7 +81,11 @@ __all__ = [
     "model_card",
     "predict_images",
     "prepare_run",
+    "queue_order",
+    "queue_wait",
+    "reorder_queue",
     "request_stop",
+    "resume",
     "submit",
     "submit_ladder",
     "tl_home",

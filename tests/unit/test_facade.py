@@ -11,11 +11,12 @@ from types import ModuleType
 import pytest
 
 import tl_core
+import tl_core.classroom
 import tl_core.data
 import tl_core.errors
 
 ROOT = Path(__file__).resolve().parents[2]
-FACADES = [tl_core, tl_core.data, tl_core.errors]
+FACADES = [tl_core, tl_core.classroom, tl_core.data, tl_core.errors]
 HEAVY = ("tensorflow", "keras", "streamlit", "torch", "jax")
 
 
