@@ -10,6 +10,7 @@ analysis of a trained run is one ``python -m tl_core`` CLI command (``evaluate``
     RUN_DIR/analysis/<key>.json        the command's JSON document, once it succeeded
     RUN_DIR/analysis/<key>.error.json  {"error", "exit_code"} once it failed
     RUN_DIR/analysis/<key>.pid         while it runs: {"pid", "start_time", "started_at"}
+                                       (and "requested_by": who asked, in class mode)
     RUN_DIR/analysis/<key>.waiting     while it waits for a free slot (see below)
     RUN_DIR/analysis/<key>.log         what the process printed (TensorFlow's notes, a crash)
 
@@ -23,6 +24,10 @@ Each process loads TensorFlow and a model (about half a gigabyte), so at most
 the CPU cores, 1 to 4): the others wait their turn on a lock file, before importing
 TensorFlow, and say so. A class opening twenty different runs at once queues, rather
 than running the shared box out of memory.
+
+In class mode a student analyses only their own runs and the ones the teacher shares,
+and exports only their own (`tl_core.classroom.ownership`); the run's id is its folder's
+name.
 
 Example:
     >>> first = request_analysis(run_dir, ["evaluate", str(run_dir)])  # doctest: +SKIP
@@ -47,6 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tl_core.classroom.identity import Identity
+from tl_core.classroom.ownership import require_run_analysis, require_run_control
 from tl_core.errors import JobError
 from tl_core.jobs.processes import marker_alive, reap_children, spawn_tracked
 from tl_core.jobs.runs import RunFiles, read_json, write_json_atomic
@@ -93,6 +100,8 @@ class Analysis:
         log: path of the process's output, for a failure report.
         waiting: while running, the process still waits for a free slot
             (`analysis_slots`).
+        requested_by: while running, the name of the person who started it in class
+            mode (``None`` for the operator).
     """
 
     state: str
@@ -102,6 +111,7 @@ class Analysis:
     started_at: float | None = None
     log: Path | None = None
     waiting: bool = False
+    requested_by: str | None = None
 
 
 def analysis_folder(run_dir: Path | str) -> Path:
@@ -150,7 +160,13 @@ def result_path(run_dir: Path | str, args: Sequence[str]) -> Path:
     return _paths(Path(run_dir), args).result
 
 
-def request_analysis(run_dir: Path | str, args: Sequence[str], *, start: bool = True) -> Analysis:
+def request_analysis(
+    run_dir: Path | str,
+    args: Sequence[str],
+    *,
+    start: bool = True,
+    actor: Identity | None = None,
+) -> Analysis:
     """Return the analysis ``python -m tl_core ARGS --json`` of a run, starting it if needed.
 
     Args:
@@ -159,15 +175,24 @@ def request_analysis(run_dir: Path | str, args: Sequence[str], *, start: bool = 
             ``["evaluate", str(run_dir)]``.
         start: start the process when there is neither a result, an error nor a running
             process (default True); with False, such an analysis reads as ``"failed"``.
+        actor: who asks (default ``None``: the operator, who may analyse every run); a
+            student may analyse their own and shared runs, and export only their own.
 
     Returns:
         The `Analysis`: ready, running or failed.
 
     Raises:
         JobError: `args` is empty, or the process cannot be started.
+        AccessDenied: `actor` may not analyse (or export) this run; nothing is read,
+            started or written then.
+
+    Example:
+        >>> request_analysis(run_dir, ["evaluate", str(run_dir)], actor=ada).state  # doctest: +SKIP
+        'running'
     """
     run = Path(run_dir)
     paths = _paths(run, args)
+    _require_access(actor, run, args[0])
     reap_children()
     for _ in range(2):  # a process may finish between the checks; look twice
         settled = _settled(paths)
@@ -178,7 +203,18 @@ def request_analysis(run_dir: Path | str, args: Sequence[str], *, start: bool = 
             return running
     if not start:
         return Analysis("failed", error="This analysis has not been started.", log=paths.log)
-    return _start(run, list(args), paths)
+    return _start(run, list(args), paths, actor)
+
+
+def _require_access(actor: Identity | None, run: Path, command: str) -> None:
+    """Refuse a student someone else's run: an export needs the run to be theirs (it is a
+    copy of the model to take away), any other analysis only needs it shared."""
+    if actor is None:
+        return  # the operator; and single-user mode never creates the class's records
+    if command == "export":
+        require_run_control(actor, run.name, action="export")
+    else:
+        require_run_analysis(actor, run.name)
 
 
 def forget_analysis(run_dir: Path | str, args: Sequence[str]) -> None:
@@ -209,8 +245,13 @@ def _running(paths: _Paths) -> Analysis | None:
         return None
     started_at = float(marker.get("started_at") or 0.0)
     if marker_alive(marker):
+        requested_by = marker.get("requested_by")
         return Analysis(
-            "running", started_at=started_at, log=paths.log, waiting=paths.waiting.exists()
+            "running",
+            started_at=started_at,
+            log=paths.log,
+            waiting=paths.waiting.exists(),
+            requested_by=requested_by if isinstance(requested_by, str) else None,
         )
     if _settled(paths) is None:  # died without a word: a crash, an OOM kill
         _record_failure(paths, 1, "The analysis process ended without a result.")
@@ -219,15 +260,19 @@ def _running(paths: _Paths) -> Analysis | None:
     return None
 
 
-def _start(run: Path, args: list[str], paths: _Paths) -> Analysis:
+def _start(run: Path, args: list[str], paths: _Paths, actor: Identity | None) -> Analysis:
     paths.pid.parent.mkdir(parents=True, exist_ok=True)
     started_at = time.time()
+    # Who asked is kept with the process, so that a running analysis has an owner.
+    facts: dict[str, Any] = {"started_at": started_at}
+    if actor is not None:
+        facts["requested_by"] = actor.name
     try:
         # Exclusive creation: of several sessions asking at once, one starts the process.
         with paths.pid.open("x", encoding="utf-8") as marker:
-            json.dump({"pid": None, "started_at": started_at}, marker)
+            json.dump({"pid": None, **facts}, marker)
     except FileExistsError:
-        return request_analysis(run, args, start=False)
+        return request_analysis(run, args, start=False, actor=actor)
     argv = [
         sys.executable,
         "-m",
@@ -238,9 +283,7 @@ def _start(run: Path, args: list[str], paths: _Paths) -> Analysis:
     ]
     env = os.environ | {"TL_HOME": str(tl_home())}
     try:
-        spawn_tracked(
-            argv, env=env, log=paths.log, marker=paths.pid, started_at=started_at, args=args
-        )
+        spawn_tracked(argv, env=env, log=paths.log, marker=paths.pid, args=args, **facts)
     except OSError as exc:
         paths.pid.unlink(missing_ok=True)
         raise JobError(
@@ -248,7 +291,8 @@ def _start(run: Path, args: list[str], paths: _Paths) -> Analysis:
             f"({exc.strerror or type(exc).__name__}). Check that "
             "this machine has free memory and process slots, then try again."
         ) from exc
-    return Analysis("running", started_at=started_at, log=paths.log)
+    requested_by = actor.name if actor is not None else None
+    return Analysis("running", started_at=started_at, log=paths.log, requested_by=requested_by)
 
 
 def _record_failure(paths: _Paths, exit_code: int, message: str) -> None:

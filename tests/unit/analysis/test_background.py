@@ -17,10 +17,20 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import class_folders, make_zip
+from tests.unit.engine_helpers import tiny_config
 from tl_core.analysis import background as analysis
-from tl_core.analysis.background import Analysis, forget_analysis, request_analysis, result_path
-from tl_core.errors import JobError
+from tl_core.analysis.background import (
+    Analysis,
+    analysis_folder,
+    forget_analysis,
+    request_analysis,
+    result_path,
+)
+from tl_core.classroom.identity import Identity
+from tl_core.classroom.ownership import share_run
+from tl_core.errors import AccessDenied, JobError
 from tl_core.jobs import processes
+from tl_core.jobs.runs import prepare_run
 
 
 @pytest.fixture(autouse=True)
@@ -225,3 +235,93 @@ def test_the_runner_writes_the_result_and_removes_its_marker(
     assert json.loads((folder / "k.json").read_text())["num_images"] == 5
     assert not (folder / "k.pid").exists()
     assert capsys.readouterr().out == ""  # the document went to the file, not stdout
+
+
+# --- class mode: whose runs a student may analyse and export -------------------------------
+
+ADA, GRACE = Identity.student("Ada"), Identity.student("Grace")
+
+
+@pytest.fixture
+def graces_run(run_dir: Path) -> Path:
+    """`run_dir`, submitted by Grace in class mode."""
+    prepare_run(run_dir, tiny_config("0123456789ab"), run_id=run_dir.name, owner="Grace")
+    return run_dir
+
+
+def _export_args(run_dir: Path) -> list[str]:
+    return ["export", str(run_dir), "--format", "keras", "--out", str(run_dir / "export/m.keras")]
+
+
+def test_a_student_cannot_analyse_another_students_run_and_nothing_is_written(
+    graces_run: Path, pets_zip: Path, spawned: list[list[str]]
+) -> None:
+    for args in (["inspect-data", str(pets_zip)], _export_args(graces_run)):
+        for start in (True, False):
+            with pytest.raises(AccessDenied, match=r"belongs to Grace, so you cannot"):
+                request_analysis(graces_run, args, start=start, actor=ADA)
+
+    assert spawned == []
+    assert not analysis_folder(graces_run).exists()
+
+
+def test_a_student_analyses_a_shared_run_but_cannot_export_it(
+    graces_run: Path, pets_zip: Path, spawned: list[list[str]]
+) -> None:
+    share_run(Identity.teacher(), graces_run.name)
+    args = ["inspect-data", str(pets_zip)]
+
+    done = settle(lambda: request_analysis(graces_run, args, actor=ADA))
+
+    assert done.state == "ready"
+    assert done.result["num_images"] == 5
+    with pytest.raises(AccessDenied, match="so you cannot export it"):
+        request_analysis(graces_run, _export_args(graces_run), actor=ADA)
+    assert len(spawned) == 1
+
+
+def test_the_owner_the_teacher_and_the_operator_may_analyse_and_export(
+    graces_run: Path, pets_zip: Path
+) -> None:
+    args = ["inspect-data", str(pets_zip)]
+
+    done = settle(lambda: request_analysis(graces_run, args, actor=GRACE))
+
+    assert done.state == "ready"
+    for actor in (Identity.teacher(), None):
+        assert request_analysis(graces_run, args, actor=actor).result == done.result
+    for actor in (GRACE, Identity.teacher(), None):
+        not_started = request_analysis(
+            graces_run, _export_args(graces_run), start=False, actor=actor
+        )
+        assert not_started.error == "This analysis has not been started."
+
+
+def test_a_running_analysis_records_who_asked_for_it(
+    graces_run: Path, pets_zip: Path, tl_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(analysis.SLOTS_ENV, "1")
+    locks = tl_home / "locks"
+    locks.mkdir(parents=True)
+    args = ["inspect-data", str(pets_zip)]
+    with (locks / "analysis-0.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # keeps the analysis waiting, so its marker stays
+
+        started = request_analysis(graces_run, args, actor=GRACE)
+        (marker,) = analysis_folder(graces_run).glob("*.pid")
+        asked_again = request_analysis(graces_run, args, actor=Identity.teacher())
+
+        assert started.requested_by == "Grace"
+        assert json.loads(marker.read_text())["requested_by"] == "Grace"
+        assert asked_again.state == "running" and asked_again.requested_by == "Grace"
+    assert settle(lambda: request_analysis(graces_run, args)).state == "ready"
+
+
+def test_the_operators_analysis_records_no_requester(run_dir: Path, pets_zip: Path) -> None:
+    args = ["inspect-data", str(pets_zip)]
+
+    started = request_analysis(run_dir, args)
+
+    assert started.requested_by is None
+    assert settle(lambda: request_analysis(run_dir, args)).state == "ready"
+    assert not (run_dir.parents[1] / "class").exists(), "single-user mode writes no class records"
