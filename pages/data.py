@@ -9,6 +9,7 @@ import streamlit as st
 from tl_core import IngestLimits, list_datasets
 from ui import dataset_view, datasets, shell, state, wizard
 from ui.errors import user_errors
+from ui.identity import current_actor
 
 shell.ensure_app()
 
@@ -42,7 +43,7 @@ with ingest_slot, user_errors():
     datasets.follow_ingest()
 # Drawn last so that it shows what the upload, the sample or a finished ingest chose.
 with picker_slot, user_errors():
-    dataset_view.pick_stored_dataset(list_datasets())
+    dataset_view.pick_stored_dataset(list_datasets(actor=current_actor()))
 
 report = None
 with user_errors():

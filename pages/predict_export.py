@@ -3,13 +3,14 @@
 Predict: classify uploaded pictures (or validation images of the run's dataset) and see
 where the model looked (Grad-CAM). Export: a ``.keras`` file, TensorFlow Lite (float32,
 optionally int8), ``labels.json`` and a model card. Model work runs in background
-processes (`ui.analysis`); this page only reads their results.
+processes (`ui.analysis`); this page only reads their results. In class mode a run shared
+by someone else can be tried, but only its owner and the teacher can export it.
 """
 
 import streamlit as st
 
 from tl_core.jobs.runs import run_path
-from ui import predict_export_view, shell, state
+from ui import predict_export_view, run_view, shell, state
 from ui.errors import user_errors
 from ui.trained_runs import pick_trained_run, require_trained_runs
 
@@ -52,10 +53,14 @@ else:
             state.mark_exported()
 
 st.header("Export", anchor=False)
-int8 = predict_export_view.int8_wanted()
-for target in predict_export_view.export_targets(int8=int8):
+if run_view.may_control(run.run_id):
+    int8 = predict_export_view.int8_wanted()
+    for target in predict_export_view.export_targets(int8=int8):
+        with user_errors():
+            predict_export_view.render_export_target(run_dir, target)
     with user_errors():
-        predict_export_view.render_export_target(run_dir, target)
+        predict_export_view.render_labels_download(run_dir)
+else:
+    predict_export_view.explain_no_export(run)
 with user_errors():
-    predict_export_view.render_labels_download(run_dir)
     predict_export_view.render_model_card(run_dir)

@@ -61,7 +61,15 @@ with st.expander("Train another run", icon=":material/add:") if run_id else st.c
             st.page_link("pages/layers.py", label="Review the layers", icon=":material/layers:")
         settings = training.render_form(choice, report, len(blocks) if blocks else None)
         training.render_time_estimate(choice, report, blocks, settings)
-        if st.button("Start training", type="primary", icon=":material/play_arrow:"):
+        limit = training.run_limit_reached()
+        if limit is not None:
+            st.info(limit, icon=":material/block:")
+        if st.button(
+            "Start training",
+            type="primary",
+            icon=":material/play_arrow:",
+            disabled=limit is not None,
+        ):
             with user_errors():
                 training.start_training(report.dataset_id, settings)
                 st.rerun()

@@ -22,6 +22,7 @@ import streamlit as st
 from tl_core.analysis.background import Analysis, forget_analysis, request_analysis
 from tl_core.viz.markdown import escape_markdown
 from ui.errors import user_errors
+from ui.identity import current_actor
 
 #: Seconds between two looks at a running analysis.
 POLL_SECONDS = 1.0
@@ -32,7 +33,8 @@ def await_analysis(
 ) -> Any | None:
     """Return the result of ``python -m tl_core ARGS --json`` for a run, or ``None`` for now.
 
-    Starts the analysis when nobody has yet (`tl_core.analysis.background.request_analysis`).
+    Starts the analysis when nobody has yet (`tl_core.analysis.background.request_analysis`),
+    as the session's person (in class mode the core refuses a run they may not analyse).
 
     Args:
         run_dir: the run the analysis belongs to.
@@ -46,7 +48,7 @@ def await_analysis(
     """
     analysis = None
     with user_errors():
-        analysis = request_analysis(run_dir, args)
+        analysis = request_analysis(run_dir, args, actor=current_actor())
     if analysis is None:
         return None
     if analysis.state == "ready":
@@ -59,7 +61,7 @@ def await_analysis(
 
 
 def _poll(run_dir: str, args: tuple[str, ...], waiting: str) -> None:
-    analysis = request_analysis(run_dir, args, start=False)
+    analysis = request_analysis(run_dir, args, start=False, actor=current_actor())
     if analysis.state != "running":
         st.rerun()
     elapsed = time.time() - (analysis.started_at or time.time())

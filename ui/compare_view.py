@@ -2,8 +2,10 @@
 
 Everything is read from run folders and ladder files through `tl_core.analysis.compare` and
 `tl_core.analysis.ladder`; the only thing this module changes is the queue, when the "Queue N
-runs" button submits a ladder. Ladders that are still training redraw themselves every
-`LADDER_POLL_SECONDS` (an ``st.fragment``), so their figures fill in as rungs finish.
+runs" button submits a ladder (as the session's person). In class mode a student sees the
+runs and ladders they may (`ui.runs_view.visible_runs`). Ladders that are still training
+redraw themselves every `LADDER_POLL_SECONDS` (an ``st.fragment``), so their figures fill in
+as rungs finish.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tl_core.viz.markdown import escape_markdown
 from tl_core.viz.plots import compare_curves_figure, ladder_figure
 from ui import state
 from ui.errors import user_errors
+from ui.identity import current_actor
 
 #: Widget key of the runs-to-compare multiselect.
 RUN_SELECT = "compare_runs"
@@ -127,7 +130,7 @@ def render_ladder_section(runs: Sequence[RunSummary]) -> None:
     labels = run_labels()
     with user_errors():
         _render_ladder_form(runs, labels)
-    ladders = list_ladders()
+    ladders = _visible_ladders(list_ladders(), runs)
     if not ladders:
         st.caption("No ladders yet.")
         return
@@ -136,6 +139,16 @@ def render_ladder_section(runs: Sequence[RunSummary]) -> None:
             _render_ladder(ladder, labels)
     if len(ladders) > MAX_LADDERS_SHOWN:
         st.caption(f"{len(ladders) - MAX_LADDERS_SHOWN} older ladders are not shown.")
+
+
+def _visible_ladders(ladders: Sequence[Ladder], runs: Sequence[RunSummary]) -> list[Ladder]:
+    """The ladders a student may see: those with a rung among their `runs` (their own and
+    the shared ones); every ladder for the teacher and in single-user mode."""
+    actor = current_actor()
+    if actor is None or actor.is_teacher:
+        return list(ladders)
+    seen = {run.run_id for run in runs}
+    return [ladder for ladder in ladders if seen.intersection(ladder.run_ids)]
 
 
 def _render_ladder_form(runs: Sequence[RunSummary], labels: dict[str, str]) -> None:
@@ -201,7 +214,11 @@ def _render_ladder_form(runs: Sequence[RunSummary], labels: dict[str, str]) -> N
         disabled=problem is not None or len(depths) < 2,
     ):
         ladder = submit_ladder(
-            base.config, depths, base_run_id=base.run_id, num_blocks=base.num_blocks
+            base.config,
+            depths,
+            base_run_id=base.run_id,
+            num_blocks=base.num_blocks,
+            actor=current_actor(),
         )
         st.session_state[QUEUED_LADDER] = ladder.ladder_id
         st.rerun()

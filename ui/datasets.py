@@ -1,7 +1,8 @@
 """Getting a dataset into the session: the bundled sample, uploads, stored ones, the URL.
 
 The functions here call `tl_core` and record only the dataset id in session state
-(`ui.state`); the report itself is always read back from disk by id. A zip is never
+(`ui.state`); the report itself is always read back from disk by id, as the session's
+person (in class mode a student cannot open another student's upload). A zip is never
 read in the script thread: `tl_core.data.ingest_job` reads it in a background process,
 the session keeps its small `IngestTicket`, and `follow_ingest` polls it.
 """
@@ -26,6 +27,7 @@ from tl_core.data.ingest_job import (
 )
 from tl_core.viz.markdown import escape_markdown
 from ui import state
+from ui.identity import current_actor
 
 #: The offline sample, built by ``scripts/make_sample_dataset.py`` (``make sample``).
 SAMPLE_ARCHIVE = Path(__file__).resolve().parents[1] / "assets" / "sample_shapes.zip"
@@ -47,7 +49,7 @@ def current_dataset() -> DatasetReport | None:
     if dataset_id is None:
         return None
     try:
-        return load_dataset(dataset_id)
+        return load_dataset(dataset_id, actor=current_actor())
     except TLError:
         state.clear_dataset_id()
         raise
@@ -70,7 +72,7 @@ def sync_dataset_with_url() -> None:
     if asked is None:
         return
     try:
-        report = load_dataset(asked)
+        report = load_dataset(asked, actor=current_actor())
     except TLError as exc:
         state.clear_dataset_id()
         st.warning(
@@ -115,7 +117,7 @@ def choose_upload(upload: UploadedFile) -> None:
 
 
 def _start(archive: Path, *, source_name: str, consume: bool) -> None:
-    ticket = start_ingest(archive, source_name=source_name, consume=consume)
+    ticket = start_ingest(archive, source_name=source_name, consume=consume, actor=current_actor())
     if ingest_state(ticket).state == "ready":
         st.session_state.pop(PENDING_INGEST, None)
         state.set_dataset_id(ticket.dataset_id)

@@ -29,7 +29,7 @@ from tl_core.analysis.export import model_card
 from tl_core.analysis.predict import OVERLAY_SIDE
 from tl_core.data.dataset import split_dataset
 from tl_core.data.uploads import store_upload
-from tl_core.jobs.runs import RunFiles, read_json
+from tl_core.jobs.runs import RunFiles, RunSummary, read_json
 from tl_core.viz.markdown import escape_markdown
 from ui import state
 from ui.analysis import await_analysis
@@ -473,6 +473,20 @@ def int8_wanted() -> bool:
         "Also export an int8-quantized TensorFlow Lite model",
         key=INT8_CHECKBOX,
         help="About 4× smaller; calibrated on the run's training images.",
+    )
+
+
+def explain_no_export(run: RunSummary) -> None:
+    """Say, instead of the export buttons, why someone else's (shared) run offers none."""
+    if run.owner is None:
+        whose, who = "the teacher's", "the teacher"
+    else:
+        owner = escape_markdown(run.owner)
+        whose, who = f"{owner}'s", f"{owner} or the teacher"
+    st.info(
+        f"This is {whose} run, shared with the class: you can try it above, but only "
+        f"{who} can export it. Export a run of your own instead.",
+        icon=":material/lock:",
     )
 
 

@@ -2,7 +2,9 @@
 
 Everything shown is read from the run directory (`tl_core.jobs.runs`) and the queue
 (`tl_core.jobs.queue`): the worker writes, this module reads, and its buttons only ask the
-queue to stop or resume the run.
+queue to stop or resume the run. In class mode anyone signed in may watch any run opened
+by its URL, but only its owner and the teacher get its buttons (`may_control`); the core
+refuses the others anyway.
 
 The page draws the run's header (name, state, Stop or Resume) and its curves. While the run
 is queued or running, an ``st.fragment`` between them polls every `POLL_SECONDS` and draws
@@ -30,10 +32,12 @@ import streamlit as st
 
 from tl_core import TLError, tl_home
 from tl_core.analysis.compare import ghost_curves
+from tl_core.classroom.identity import TEACHER_NAME
+from tl_core.classroom.ownership import run_owner
+from tl_core.jobs.fairshare import queue_wait
 from tl_core.jobs.progress import describe_duration, training_progress
 from tl_core.jobs.queue import (
     list_jobs,
-    queue_position,
     request_stop,
     resume,
     run_state,
@@ -56,6 +60,7 @@ from tl_core.viz.markdown import escape_markdown
 from tl_core.viz.plots import training_curves_figure
 from ui import state
 from ui.errors import user_errors
+from ui.identity import current_actor
 
 #: Seconds between polls of a queued or running run whose files changed within the last
 #: `IDLE_AFTER_SECONDS`. Half a second brings a new epoch from the metrics file to the
@@ -154,7 +159,7 @@ def render_run(run_id: str, *, ghosts: bool = False) -> None:
     active = states.shown in ACTIVE_STATES or states.job in ACTIVE_STATES or states.writing
     epochs, _ = _follower(run_id, str(tl_home())).read()
     summary = dataclasses.replace(summarize_run(run_id, epochs=epochs), state=states.shown)
-    _render_header(run_id, summary, states)
+    _render_header(run_id, summary, states, controls=may_control(run_id))
     st.session_state.pop(_seen_key(run_id), None)  # a full run draws everything again
     poll = _poll_seconds(run_id) if active else None
     st.fragment(_live_run, run_every=poll)(run_id, states, _epochs_key(epochs), poll)
@@ -263,16 +268,47 @@ def _follow_activity(run_id: str, signature: tuple[Any, ...], poll: float | None
         st.rerun(scope="app")
 
 
-def _render_header(run_id: str, summary: RunSummary, states: _States) -> None:
+def _render_header(run_id: str, summary: RunSummary, states: _States, *, controls: bool) -> None:
     """Name, state badge, Stop or Resume, and why the run looks unusual; all of it changes
-    only with `states`, which reruns the page."""
+    only with `states`, which reruns the page.
+
+    `controls`: the person may stop and resume this run; otherwise a caption says whose
+    run it is and that it is shown to watch only.
+    """
     name_col, state_col, action_col = st.columns([6, 1, 1.5], vertical_alignment="center")
     name_col.markdown(f"**Run {summary.run_id}** · {escape_markdown(describe_model(summary))}")
     with state_col:
         st.badge(summary.state, color=STATE_COLORS.get(summary.state, "gray"))
+    if not controls:
+        st.caption(escape_markdown(watch_only_caption(run_owner(run_id))))
+        return
     with action_col:
         _render_action(run_id, states, finishing=summary.state in FINAL_STATES)
     _render_writer_facts(states)
+
+
+def may_control(run_id: str) -> bool:
+    """Whether the session's person may stop, resume, delete or export `run_id`: always in
+    single-user mode and for the teacher; in class mode a student only for their own runs."""
+    actor = current_actor()
+    return actor is None or actor.may_act_for(run_owner(run_id))
+
+
+def owner_name(owner: str | None) -> str:
+    """Who a run belongs to, for people: its owner, or the teacher when it records none."""
+    return owner or TEACHER_NAME
+
+
+def watch_only_caption(owner: str | None) -> str:
+    """Why someone else's run shows no buttons.
+
+    Example:
+        >>> watch_only_caption("Ada")
+        "Ada's run — you can watch it; only Ada or the teacher can stop or export it."
+    """
+    if owner is None:
+        return "The teacher's run — you can watch it; only the teacher can stop or export it."
+    return f"{owner}'s run — you can watch it; only {owner} or the teacher can stop or export it."
 
 
 def _live_run(
@@ -402,7 +438,7 @@ def _render_action(run_id: str, states: _States, *, finishing: bool) -> None:
         )
         if clicked:
             with user_errors():
-                request_stop(run_id)
+                request_stop(run_id, actor=current_actor())
                 st.rerun()
     elif run_state in RESUMABLE_STATES and st.button(
         "Resume",
@@ -412,7 +448,7 @@ def _render_action(run_id: str, states: _States, *, finishing: bool) -> None:
         help="Queues the run again; it continues from its last checkpoint.",
     ):
         with user_errors():
-            resume(run_id)
+            resume(run_id, actor=current_actor())
             st.rerun()
 
 
@@ -450,18 +486,38 @@ def describe_model(summary: RunSummary) -> str:
 
 
 def _render_queue(run_id: str) -> None:
-    position = queue_position(run_id)
-    training = sum(job.state == "running" for job in list_jobs())
-    if position is None:
+    """Where the queued run stands (`tl_core.jobs.fairshare.queue_wait`) and how long it
+    should wait."""
+    wait = queue_wait(run_id)
+    training = any(job.state == "running" for job in list_jobs())
+    if wait is None:
         st.info("Waiting for the scheduler…", icon=":material/hourglass_empty:")
-    elif training:
+    elif training or wait.ahead:
         st.info(
-            f"{ordinal(position)} in the queue — another run is training. It starts on its "
-            "own when a slot is free; you can leave this page.",
+            f"{queue_words(wait.position, wait.wait_s)}. It starts on its own when a slot "
+            "is free; you can leave this page.",
             icon=":material/hourglass_empty:",
         )
     else:
         st.info("Starting in a moment…", icon=":material/hourglass_empty:")
+
+
+def queue_words(position: int, wait_s: float | None) -> str:
+    """A queued run's place and expected wait, for people.
+
+    `wait_s` is ``None`` while the teacher has paused the class.
+
+    Example:
+        >>> queue_words(3, 240.0)
+        '3rd in the queue · about 4 min to wait'
+    """
+    place = f"{ordinal(position)} in the queue"
+    if wait_s is None:
+        return f"{place} · the teacher has paused the class, so it waits until they resume it"
+    if wait_s < 60:
+        return f"{place} · less than a minute to wait"
+    # An estimate: whole minutes (or hours and minutes) say as much as it knows.
+    return f"{place} · about {describe_duration(round(wait_s / 60) * 60)} to wait"
 
 
 def ordinal(number: int) -> str:

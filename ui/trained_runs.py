@@ -1,6 +1,8 @@
 """Pick a trained run: the shared run picker of the Evaluate and Predict & Export pages.
 
 A run is trained once its worker wrote ``model.keras`` (completed, or stopped and saved).
+In class mode the picker offers the runs the person may see (`ui.runs_view.visible_runs`:
+a student's own and the shared ones), which are also the runs they may analyse.
 The session's run (``?run=``) is preselected when it is trained; picking another makes
 it the session's run, so that every page then shows the same one.
 """
@@ -14,11 +16,13 @@ import streamlit as st
 from tl_core.jobs.runs import RunFiles, RunSummary, list_runs, run_path
 from ui import run_view, state
 from ui.errors import user_errors
+from ui.runs_view import visible_runs
 
 
 def trained_runs() -> list[RunSummary]:
-    """Every run with a trained model on disk, newest first."""
-    return [run for run in list_runs() if RunFiles(run_path(run.run_id)).model.is_file()]
+    """Every run with a trained model on disk that the person may see, newest first."""
+    runs = [run for run in list_runs() if RunFiles(run_path(run.run_id)).model.is_file()]
+    return visible_runs(runs)
 
 
 def require_trained_runs(missing: str) -> list[RunSummary]:

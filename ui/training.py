@@ -2,7 +2,9 @@
 
 Each field is a `RunConfig` field. Its widget mirrors the value kept in session state
 (`ui.state.train_setting`) and copies a change back in ``on_change``, so the form keeps
-its values across visits to other pages. Unset fields show `default_settings`.
+its values across visits to other pages. Unset fields show `default_settings`. Runs are
+queued as the session's person; in class mode a student at the class's limit of runs
+waiting or training is told so before Start (`run_limit_reached`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import streamlit as st
 from PIL import Image
 
 from tl_core import DatasetReport, ImageRecord
+from tl_core.classroom.identity import same_name
+from tl_core.classroom.settings import read_class_settings
 from tl_core.config import (
     AUGMENTATIONS,
     OPTIMIZERS,
@@ -24,13 +28,15 @@ from tl_core.config import (
     unavailable_options,
 )
 from tl_core.data.augment import CONTRAST_FACTOR, ROTATION_FACTOR, ZOOM_FACTOR, augment_preview
-from tl_core.jobs.queue import submit
+from tl_core.jobs.queue import list_jobs, submit
+from tl_core.jobs.runs import ACTIVE_STATES
 from tl_core.models.backbones import get_backbone
 from tl_core.models.blocks import BlockInfo
 from tl_core.models.classifier import plan_trainable_blocks
 from tl_core.models.estimate import PhasePlan
 from tl_core.viz.markdown import escape_markdown
 from ui import state
+from ui.identity import current_actor
 from ui.layers_view import current_device, describe_run_time, estimate_run_time
 
 #: Learning rates offered (a log scale; both defaults are among them).
@@ -119,13 +125,40 @@ def blocked_options(choice: state.ModelChoice, settings: Mapping[str, Any]) -> d
 def start_training(dataset_id: str, settings: Mapping[str, Any]) -> str:
     """Queue a run of the session's model choices with `settings`; show it in the session.
 
-    Returns the new run id. Raises `TLError` (`ConfigError` for invalid settings) and
-    leaves the session as it was.
+    Returns the new run id. Raises `TLError` (`ConfigError` for invalid settings,
+    `AccessDenied` for a student at the class's limit or on another student's dataset)
+    and leaves the session as it was.
     """
     config = RunConfig(**state.run_config_draft(dataset_id), **settings)
-    run_id = submit(config)
+    run_id = submit(config, actor=current_actor())
     state.set_run_id(run_id)
     return run_id
+
+
+def run_limit_reached() -> str | None:
+    """Say so when the session's student has as many runs waiting or training as the class
+    allows (`tl_core.classroom.settings.ClassSettings.max_active_runs`); ``None`` otherwise,
+    always for the teacher and in single-user mode.
+
+    Example:
+        >>> run_limit_reached()  # doctest: +SKIP
+        'You have 2 runs waiting or training, the class limit. …'
+    """
+    actor = current_actor()
+    if actor is None or actor.is_teacher:
+        return None
+    limit = read_class_settings().max_active_runs
+    active = sum(
+        job.state in ACTIVE_STATES and job.owner is not None and same_name(job.owner, actor.name)
+        for job in list_jobs()
+    )
+    if active < limit:
+        return None
+    runs = "run" if active == 1 else "runs"
+    return (
+        f"You have {active} {runs} waiting or training, the class limit. Start another "
+        "when one of them ends, or stop one on the Runs page."
+    )
 
 
 def render_form(

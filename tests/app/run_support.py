@@ -64,7 +64,10 @@ class FakeRunner:
 
 def install_fake_scheduler(monkeypatch: pytest.MonkeyPatch) -> tuple[Scheduler, FakeRunner]:
     """Make the app use a real scheduler over ``TL_HOME`` with one slot and a `FakeRunner`,
-    which ticks only when the test calls ``tick()``; return it and its runner."""
+    which ticks only when the test calls ``tick()``; return it and its runner.
+
+    The queue's wait estimates (`tl_core.jobs.fairshare.queue_wait`) count one slot too."""
+    monkeypatch.setenv("TL_GPU_SLOTS", "1")
     runner = FakeRunner()
     scheduler = Scheduler(tl_home(), runner=runner, slots=1)
     monkeypatch.setattr(ui.jobs, "scheduler", lambda: scheduler)

@@ -303,7 +303,7 @@ def test_a_queued_run_says_its_place_in_the_queue(
     _open(app, sample, waiting)
 
     assert_no_exception(app)
-    assert any("2nd in the queue — another run is training" in i for i in texts(app, "info"))
+    assert any("2nd in the queue · about 2 min to wait" in i for i in texts(app, "info"))
     assert any("1 training · 2 waiting" in text for text in texts(app.sidebar, "markdown"))
 
 
