@@ -33,8 +33,8 @@ from typing import Any
 from tl_core.analysis.compare import median_epoch_seconds
 from tl_core.classroom.identity import Identity
 from tl_core.config import RunConfig, unavailable_options
-from tl_core.errors import ConfigError, JobError
-from tl_core.jobs.queue import submit
+from tl_core.errors import AccessDenied, ConfigError, JobError
+from tl_core.jobs.queue import active_run_count, active_run_limit, submit
 from tl_core.jobs.runs import (
     RunFiles,
     new_run_id,
@@ -236,8 +236,9 @@ def submit_ladder(
 ) -> Ladder:
     """Queue one run per depth (`ladder_configs`) and record them as a ladder.
 
-    Every config is checked before the first run is queued. Should the queue fail part
-    way, the runs queued so far are still recorded as a ladder, then the error is raised.
+    Every config, and a student's room under the class's run limit, is checked before the
+    first run is queued. Should the queue fail part way, the runs queued so far are still
+    recorded as a ladder, then the error is raised.
 
     Args:
         base: the settings the rungs share.
@@ -251,8 +252,8 @@ def submit_ladder(
     Raises:
         ConfigError: for invalid depths or a base a ladder cannot use (`ladder_configs`).
         JobError: when the queue cannot take the runs, or `base_run_id` is malformed.
-        AccessDenied: when a student may not queue them (someone else's dataset, or the
-            class's limit of runs reached part way).
+        AccessDenied: when a student may not queue them (someone else's dataset, or more
+            rungs than the class's run limit leaves room for).
 
     Example:
         >>> ladder = submit_ladder(base, [0, 1, 2, 4], num_blocks=19)  # doctest: +SKIP
@@ -260,6 +261,7 @@ def submit_ladder(
         4
     """
     configs = ladder_configs(base, depths, num_blocks=num_blocks)
+    _check_room(actor, len(configs), home)
     if base_run_id is not None:
         run_path(base_run_id, home)  # refuses an id of the wrong shape
     run_ids: list[str] = []
@@ -414,3 +416,18 @@ def ladder_results(ladder: Ladder, home: Path | None = None) -> list[dict[str, A
         }
         rows.append(row)
     return rows
+
+
+def _check_room(actor: Identity | None, wanted: int, home: Path | None) -> None:
+    """Refuse a ladder that would take a student over the class's run limit, before any
+    rung is queued (a half-queued ladder would only confuse)."""
+    limit = active_run_limit(actor, home=home)
+    if limit is None:
+        return
+    active = active_run_count(actor, home=home)
+    if active + wanted > limit:
+        raise AccessDenied(
+            f"This ladder queues {wanted} runs, and you have {active} waiting or training "
+            f"already; the class's limit per student is {limit}. Pick at most "
+            f"{max(limit - active, 0)} depths, or ask the teacher to raise the limit."
+        )

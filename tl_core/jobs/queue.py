@@ -86,6 +86,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Job",
     "RunState",
+    "active_run_count",
+    "active_run_limit",
     "delete_run",
     "get",
     "is_student_owner",
@@ -473,7 +475,7 @@ def submit(config: RunConfig, *, actor: Identity | None = None, home: Path | Non
     check_runnable(config, home=home)
     require_dataset(actor, config.dataset_id, home=home)
     owner = actor.name if actor is not None else None
-    limit = _active_run_limit(actor, home)
+    limit = active_run_limit(actor, home=home)
     run_id = new_run_id()
     root = run_path(run_id, home)
     try:
@@ -493,30 +495,53 @@ def submit(config: RunConfig, *, actor: Identity | None = None, home: Path | Non
     return run_id
 
 
-def _active_run_limit(actor: Identity | None, home: Path | None) -> int | None:
-    """The runs `actor` may have waiting or training at once; ``None``: no limit."""
+def active_run_limit(actor: Identity | None, *, home: Path | None = None) -> int | None:
+    """The runs `actor` may have waiting or training at once; ``None``: no limit (the
+    operator, the teacher).
+
+    Example:
+        >>> active_run_limit(Identity.student("Ada"))  # doctest: +SKIP
+        2
+    """
     if actor is None or actor.is_teacher:
         return None
     return read_class_settings(home=home).max_active_runs
 
 
-def _refuse_over_limit(conn: sqlite3.Connection, owner: str | None, limit: int) -> None:
+def active_run_count(actor: Identity | None, *, home: Path | None = None) -> int:
+    """How many runs `actor` has waiting or training now (0 for the operator).
+
+    Example:
+        >>> active_run_count(Identity.student("Ada"))  # doctest: +SKIP
+        1
+    """
+    if actor is None:
+        return 0
+    with _transaction(home) as conn:
+        return _active_count(conn, actor.name)
+
+
+def _active_count(conn: sqlite3.Connection, owner: str) -> int:
     rows = conn.execute(
         "SELECT owner FROM jobs WHERE state IN ('queued', 'running') AND owner IS NOT NULL"
     )
     # Names compare as the roster does (NFC, case folded), so "ada" cannot dodge "Ada"'s limit.
-    active = sum(1 for (name,) in rows if owner is not None and same_name(name, owner))
+    return sum(1 for (name,) in rows if same_name(name, owner))
+
+
+def _over_limit_message(active: int, limit: int) -> str:
+    """The refusal for a student with `active` runs waiting or training, at `limit`."""
+    runs = "run" if active == 1 else "runs"
+    return (
+        f"You already have {active} {runs} waiting or training, and the class's limit per "
+        f"student is {limit}. Wait for one to finish, or stop one on the Runs page."
+    )
+
+
+def _refuse_over_limit(conn: sqlite3.Connection, owner: str | None, limit: int) -> None:
+    active = _active_count(conn, owner) if owner is not None else 0
     if active >= limit:
-        runs = "run" if active == 1 else "runs"
-        limit_text = (
-            "the class's limit per student"
-            if active == limit
-            else f"and the class's limit per student is {limit}"
-        )
-        raise AccessDenied(
-            f"You already have {active} {runs} waiting or training, {limit_text}. "
-            "Wait for one to finish, or stop one on the Runs page."
-        )
+        raise AccessDenied(_over_limit_message(active, limit))
 
 
 def get(run_id: str, *, home: Path | None = None) -> Job:

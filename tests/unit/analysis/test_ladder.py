@@ -22,8 +22,9 @@ from tl_core.analysis.ladder import (
     submit_ladder,
     suggest_depths,
 )
+from tl_core.classroom import Identity, update_class_settings
 from tl_core.config import RunConfig
-from tl_core.errors import ConfigError, JobError
+from tl_core.errors import AccessDenied, ConfigError, JobError
 from tl_core.jobs import queue as jobs
 from tl_core.jobs.queue import list_jobs
 from tl_core.jobs.runs import (
@@ -160,6 +161,18 @@ def test_bad_depths_queue_nothing() -> None:
 
     assert list_jobs() == []
     assert list_ladders() == []
+
+
+def test_a_students_ladder_beyond_the_class_limit_queues_nothing() -> None:
+    ada = Identity.student("Ada")
+    update_class_settings(Identity.teacher(), max_active_runs=3)
+    jobs.submit(BASE, actor=ada)
+
+    with pytest.raises(AccessDenied, match="Pick at most 2 depths"):
+        submit_ladder(BASE, [0, 1, 2], actor=ada)
+
+    assert len(list_jobs()) == 1
+    assert len(submit_ladder(BASE, [0, 1], actor=ada).run_ids) == 2
 
 
 def test_a_queue_failure_part_way_records_the_runs_queued_so_far(

@@ -523,7 +523,7 @@ def test_a_students_run_records_its_owner_and_an_operators_run_records_none() ->
 def test_a_student_at_the_class_limit_is_refused_and_nothing_is_created(tl_home: Path) -> None:
     first, second = jobs.submit(CONFIG, actor=ADA), jobs.submit(CONFIG, actor=ADA)
 
-    with pytest.raises(AccessDenied, match="You already have 2 runs waiting or training, the"):
+    with pytest.raises(AccessDenied, match="You already have 2 runs waiting or training, and the"):
         jobs.submit(CONFIG, actor=ADA)
 
     assert {job.run_id for job in jobs.list_jobs()} == {first, second}
