@@ -36,6 +36,7 @@ from tl_core.jobs.runs import RunFiles, run_path
 
 __all__ = [
     "dataset_owners",
+    "forget_run",
     "may_list_run",
     "may_use_dataset",
     "record_dataset_owner",
@@ -133,6 +134,12 @@ def share_run(
     require_teacher(actor, action="share runs with the class")
     run_path(run_id, home)
     _set_shared("runs", run_id, shared, home)
+
+
+def forget_run(run_id: str, *, home: Path | None = None) -> None:
+    """Take a deleted run off the shared list (nothing to do outside class mode)."""
+    if run_id in shared_runs(home=home):
+        _set_shared("runs", run_id, False, home)
 
 
 # --- datasets --------------------------------------------------------------------------------

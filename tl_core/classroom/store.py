@@ -31,8 +31,11 @@ def class_dir(home: Path | None = None) -> Path:
 
 
 def read_record(name: str, *, home: Path | None = None) -> dict[str, Any]:
-    """The record ``TL_HOME/class/<name>.json``; empty when missing or damaged."""
-    doc = read_json(class_dir(home) / f"{name}.json", {})
+    """The record ``TL_HOME/class/<name>.json``; empty when missing or damaged.
+
+    Reading creates nothing, so a personal studio never grows a ``class`` folder.
+    """
+    doc = read_json((home or tl_home()) / "class" / f"{name}.json", {})
     return doc if isinstance(doc, dict) else {}
 
 

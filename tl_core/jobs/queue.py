@@ -62,7 +62,12 @@ from pathlib import Path
 from typing import Any
 
 from tl_core.classroom.identity import TEACHER_NAME, Identity, same_name
-from tl_core.classroom.ownership import require_dataset, require_run_control, require_teacher
+from tl_core.classroom.ownership import (
+    forget_run,
+    require_dataset,
+    require_run_control,
+    require_teacher,
+)
 from tl_core.classroom.settings import read_class_settings
 from tl_core.config import RunConfig, check_runnable
 from tl_core.errors import AccessDenied, JobError
@@ -764,6 +769,7 @@ def delete_run(run_id: str, *, actor: Identity | None = None, home: Path | None 
                     raise JobError(still_writing_message(run_id))
                 os.rename(root, aside)
             conn.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
+    forget_run(run_id, home=home)
     _remove_deleted(home)
     return f"Run {run_id} was deleted with its checkpoints, metrics and model."
 

@@ -28,7 +28,7 @@ from tests.unit.jobs.queue_support import (
 )
 from tl_core import cli
 from tl_core.classroom.identity import Identity
-from tl_core.classroom.ownership import record_dataset_owner
+from tl_core.classroom.ownership import record_dataset_owner, share_run, shared_runs
 from tl_core.classroom.settings import update_class_settings
 from tl_core.errors import AccessDenied, ConfigError, JobError
 from tl_core.fsutil import lock_held
@@ -629,6 +629,25 @@ def test_delete_removes_the_job_and_the_directory_so_the_run_leaves_every_list()
     assert not run_path(gone).exists()
     with pytest.raises(JobError, match="no run"):
         jobs.delete_run(gone)
+
+
+def test_a_deleted_shared_run_leaves_the_shared_list(tl_home: Path) -> None:
+    shared = jobs.submit(CONFIG)
+    share_run(Identity.teacher(), shared)
+    jobs.request_stop(shared)
+
+    jobs.delete_run(shared, actor=Identity.teacher())
+
+    assert shared_runs() == frozenset()
+
+
+def test_deleting_in_single_user_mode_creates_no_class_folder(tl_home: Path) -> None:
+    run_id = jobs.submit(CONFIG)
+    jobs.request_stop(run_id)
+
+    jobs.delete_run(run_id)
+
+    assert not (tl_home / "class").exists()
 
 
 def test_delete_refuses_a_queued_run_and_one_whose_writer_lock_is_held() -> None:
