@@ -42,6 +42,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from tl_core.classroom.identity import Identity
+from tl_core.classroom.ownership import require_run_control
 from tl_core.errors import ExportError
 from tl_core.fsutil import atomic_write
 from tl_core.jobs.runs import RunFiles, best_epoch, read_json, read_metrics, read_status
@@ -493,7 +495,12 @@ def labels_document(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_model(
-    run_dir: Path | str, *, fmt: str, out: Path | str, int8: bool = False
+    run_dir: Path | str,
+    *,
+    fmt: str,
+    out: Path | str,
+    int8: bool = False,
+    actor: Identity | None = None,
 ) -> dict[str, Any]:
     """Export the model in `fmt` and write ``labels.json`` next to it (what the CLI does).
 
@@ -503,14 +510,23 @@ def export_model(
             to start another run from; see `export_backbone`).
         out: the file to write (``.keras``, ``.tflite`` or ``.weights.h5``).
         int8: quantize the TFLite model to int8 (default False; only with ``tflite``).
+        actor: who exports (default ``None``: the operator, who may export every run);
+            in class mode a student exports only their own runs (the run's id is the
+            folder's name).
 
     Returns:
         ``{"path", "format", "bytes", "labels", "quantize"}`` with absolute paths.
+
+    Raises:
+        AccessDenied: `actor` is a student and the run is someone else's; nothing is
+            written then.
+        ExportError: the format or the run cannot be exported.
 
     Example:
         >>> export_model("runs/r1", fmt="keras", out="pets.keras")["bytes"]  # doctest: +SKIP
         9650000
     """
+    require_run_control(actor, Path(run_dir).name, action="export")
     if fmt not in FORMATS:
         raise ExportError(
             f"Expected `format` to be one of {list(FORMATS)}. Received: format={fmt!r}"

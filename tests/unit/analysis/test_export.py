@@ -21,7 +21,13 @@ import numpy as np
 import pytest
 
 from tests.unit.analysis.test_evaluate import learned_run_dir
-from tests.unit.engine_helpers import EASY_CLASSES, easy_png, run_tl_core, tl_home_set
+from tests.unit.engine_helpers import (
+    EASY_CLASSES,
+    easy_png,
+    run_tl_core,
+    tiny_config,
+    tl_home_set,
+)
 from tl_core import cli
 from tl_core.analysis.evaluate import classification_metrics
 from tl_core.analysis.export import (
@@ -33,7 +39,9 @@ from tl_core.analysis.export import (
     predict_tflite,
 )
 from tl_core.analysis.predict import predict_images, prepare_image
-from tl_core.errors import ExportError
+from tl_core.classroom.identity import Identity
+from tl_core.errors import AccessDenied, ExportError
+from tl_core.jobs.runs import RunFiles, prepare_run, run_path
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +264,44 @@ def test_exporting_without_a_model_or_to_a_wrong_name_says_what_to_do_without_pa
             export()
         # The web app shows these messages as they are: no path on the server in them.
         assert "/" not in str(refused.value), str(refused.value)
+
+
+# --- class mode --------------------------------------------------------------------------------
+
+
+def _owned_by(owner: str, run_id: str, source: Path | None = None) -> Path:
+    """A run under ``TL_HOME/runs`` submitted by `owner`: a copy of `source`, or an
+    untrained one."""
+    run_dir = run_path(run_id)
+    if source is None:
+        prepare_run(run_dir, tiny_config("0123456789ab"), run_id=run_id, owner=owner)
+        return run_dir
+    shutil.copytree(source, run_dir)
+    config = RunFiles(run_dir).config
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"owner": owner}))
+    return run_dir
+
+
+def test_a_student_cannot_export_another_students_run_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    run_dir = _owned_by("Grace", "20261123-131500-a1b2c3")
+    out = tmp_path / "exports"
+
+    for fmt, name in (("keras", "m.keras"), ("tflite", "m.tflite"), ("backbone", "b.weights.h5")):
+        with pytest.raises(AccessDenied, match="belongs to Grace, so you cannot export it"):
+            export_model(run_dir, fmt=fmt, out=out / name, actor=Identity.student("Ada"))
+
+    assert not out.exists()
+
+
+def test_the_runs_owner_and_the_teacher_may_export_it(learned_run: Path, tmp_path: Path) -> None:
+    run_dir = _owned_by("Grace", "20261123-131500-a1b2c3", source=learned_run)
+
+    for actor in (Identity.student("Grace"), Identity.teacher()):
+        out = tmp_path / actor.name / "m.keras"
+        result = export_model(run_dir, fmt="keras", out=out, actor=actor)
+        assert result["path"] == str(out.resolve()) and out.stat().st_size > 0
 
 
 # --- the command ----------------------------------------------------------------------------
