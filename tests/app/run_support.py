@@ -121,13 +121,15 @@ def fabricate_run(
     total_blocks: int = 19,
     created: float | None = None,
     config: Mapping[str, Any] | None = None,
+    owner: str | None = None,
     **status: Any,
 ) -> Path:
     """Write a run directory by hand, as a worker would have left it; return its root.
 
     Its config trains ``mobilenet_v2`` from scratch at 64 px on dataset ``0123456789ab``
     (`config` overrides or adds fields); ``run.json`` lists `total_blocks` blocks, the
-    last `trainable_blocks` of them trainable.
+    last `trainable_blocks` of them trainable, and names `owner` as a class server does
+    (default ``None``: no owner, as outside class mode).
     """
     root = run_path(run_id)
     root.mkdir(parents=True)
@@ -152,7 +154,8 @@ def fabricate_run(
             "created": created,
             "image_size": 64,
             "blocks": blocks,
-        },
+        }
+        | ({"owner": owner} if owner is not None else {}),
     )
     epochs = len(val_accuracies)
     write_status(

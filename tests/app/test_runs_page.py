@@ -197,3 +197,32 @@ def test_a_run_re_attached_after_a_restart_says_so(
 
     assert_no_exception(app)
     assert any("Re-attached after a server restart" in text for text in texts(app, "caption"))
+
+
+def test_delete_removes_an_ended_run_after_a_confirmation(app: AppTest, two_runs: None) -> None:
+    _open(app, OLD_RUN)
+
+    next(button for button in app.button if button.label == "Delete run").click().run()
+    assert run_path(OLD_RUN).is_dir(), "nothing is deleted before the confirmation"
+    next(button for button in app.button if button.label == "Delete for good").click().run()
+
+    assert_no_exception(app)
+    assert not run_path(OLD_RUN).exists()
+    assert texts(app, "success") == [
+        f"Run {OLD_RUN} was deleted with its checkpoints, metrics and model."
+    ]
+    assert app.dataframe[0].value["Run"].tolist() == [NEW_RUN]
+    assert "Owner" not in app.dataframe[0].value.columns
+    assert app.selectbox(key=runs_view.RUN_PICKER).value is None
+
+
+def test_a_running_run_offers_no_delete(app: AppTest, queue: tuple[Scheduler, FakeRunner]) -> None:
+    scheduler, _ = queue
+    run_id = submit(RunConfig(dataset_id="0123456789ab", weights="none"))
+    scheduler.tick()
+
+    _open(app, run_id)
+
+    assert_no_exception(app)
+    labels = [button.label for button in app.button]
+    assert "Stop" in labels and "Delete run" not in labels
