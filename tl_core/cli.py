@@ -433,6 +433,74 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_class_hash_password(args: argparse.Namespace) -> int:
+    from tl_core.classroom.identity import hash_password
+
+    password = _read_password()
+    digest = hash_password(password)
+    _emit({"teacher_password_hash": digest}, args.json, lambda doc: doc["teacher_password_hash"])
+    return EXIT_OK
+
+
+def _read_password() -> str:
+    """The new teacher password: typed twice without echo at a terminal, else the first
+    line of stdin (``echo "$PASSWORD" | python -m tl_core class hash-password``)."""
+    import getpass
+
+    from tl_core.errors import ConfigError
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Teacher password: ")
+        if password and getpass.getpass("Type it again: ") != password:
+            raise ConfigError("The two passwords differ. Run the command again and retype it.")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ConfigError(
+            "Expected a teacher password. Received an empty one. Type it at the "
+            'prompt, or pipe it in: echo "$PASSWORD" | python -m tl_core class hash-password'
+        )
+    return password
+
+
+def _cmd_class_students(args: argparse.Namespace) -> int:
+    from tl_core.classroom.roster import list_students
+
+    students = [{"name": s.name, "joined_at": s.joined_at} for s in list_students()]
+    _emit(students, args.json, _describe_students)
+    return EXIT_OK
+
+
+def _describe_students(rows: list[dict[str, Any]]) -> str:
+    import time
+
+    if not rows:
+        return "No student has joined the class yet."
+    joined = [time.strftime("%Y-%m-%d %H:%M", time.localtime(r["joined_at"])) for r in rows]
+    return "\n".join(f"{r['name']} (joined {when})" for r, when in zip(rows, joined, strict=True))
+
+
+def _add_class_commands(sub: Any) -> None:
+    """``class hash-password`` and ``class students``: setting up and following a class."""
+    group = sub.add_parser("class", help="class mode: the teacher password's hash, the roster")
+    commands = group.add_subparsers(
+        dest="class_command", metavar="command", required=True, parser_class=_Parser
+    )
+
+    hashing = commands.add_parser(
+        "hash-password",
+        help="read a teacher password (no echo at a terminal, else one line of stdin) and "
+        "print its scrypt hash, for teacher_password_hash in the [class] section of "
+        ".streamlit/secrets.toml or TL_TEACHER_PASSWORD_HASH",
+    )
+    hashing.add_argument("--json", action="store_true", help="print one JSON document")
+    hashing.set_defaults(handler=_cmd_class_hash_password)
+
+    students = commands.add_parser("students", help="list the students who joined the class")
+    students.add_argument("--json", action="store_true", help="print one JSON document")
+    students.set_defaults(handler=_cmd_class_students)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m tl_core``."""
     parser = _Parser(prog="python -m tl_core", description="Transfer-learning studio core.")
@@ -580,6 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--int8", action="store_true", help="int8-quantize the TFLite model")
     export.add_argument("--json", action="store_true", help="print one JSON document")
     export.set_defaults(handler=_cmd_export)
+
+    _add_class_commands(sub)
     return parser
 
 

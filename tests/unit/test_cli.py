@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import io
 import json
 import os
 import subprocess
@@ -12,6 +14,9 @@ import pytest
 
 from tests.helpers import REPORT_JSON_KEYS, class_folders, make_zip
 from tl_core import cli
+from tl_core.classroom import roster
+from tl_core.classroom.identity import check_password, load_class_config
+from tl_core.classroom.roster import join_class
 from tl_core.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,3 +227,115 @@ def test_tl_debug_adds_the_traceback_to_an_internal_failure(
     assert code == cli.EXIT_INTERNAL
     assert err.startswith("error: internal failure (RuntimeError: boom)")
     assert "Traceback" in err
+
+
+# --- class mode: the teacher password's hash and the roster -------------------------------
+
+
+class _Terminal(io.StringIO):
+    """A stdin that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_class_hash_password_prints_the_hash_of_one_line_of_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret pass\nignored second line\n"))
+
+    code = cli.main(["class", "hash-password"])
+
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_OK
+    assert err == ""
+    assert out.count("\n") == 1
+    assert check_password("s3cret pass", out.strip())
+    assert "s3cret" not in out
+
+
+def test_the_printed_hash_signs_the_teacher_in_from_the_secrets_section(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret\n"))
+    assert cli.main(["class", "hash-password", "--json"]) == cli.EXIT_OK
+    stored = json.loads(capsys.readouterr().out)["teacher_password_hash"]
+
+    config = load_class_config({"code": "ABC123", "teacher_password_hash": stored}, environ={})
+
+    assert config is not None
+    assert check_password("s3cret", config.password_hash)
+    assert not check_password("guess", config.password_hash)
+
+
+def test_at_a_terminal_the_password_is_typed_twice_without_echo(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", _Terminal())
+    typed = iter(["s3cret", "s3cret", "s3cret", "s3cert"])
+    prompts: list[str] = []
+
+    def no_echo(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return next(typed)
+
+    monkeypatch.setattr(getpass, "getpass", no_echo)
+
+    assert cli.main(["class", "hash-password"]) == cli.EXIT_OK
+    assert check_password("s3cret", capsys.readouterr().out.strip())
+    assert prompts == ["Teacher password: ", "Type it again: "]
+
+    assert cli.main(["class", "hash-password"]) == cli.EXIT_BAD_INPUT
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "The two passwords differ" in assert_one_error_line(err)
+
+
+def test_an_empty_password_exits_2_with_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n"))
+
+    code = cli.main(["class", "hash-password"])
+
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_BAD_INPUT
+    assert out == ""
+    assert "Expected a teacher password" in assert_one_error_line(err)
+
+
+def test_class_without_a_subcommand_exits_2_pointing_to_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = cli.main(["class"])
+
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_BAD_INPUT
+    assert out == ""
+    assert "python -m tl_core class --help" in assert_one_error_line(err)
+
+
+def test_class_students_lists_the_roster_in_joining_order(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(roster, "SIGNIN_DELAY_S", 0.0)
+    config = load_class_config({"code": "ABC123", "teacher_password": "s3cret"}, environ={})
+    assert config is not None
+    for name in ("Ada", "Grace"):
+        join_class(name, "abc123", config)
+
+    assert cli.main(["class", "students", "--json"]) == cli.EXIT_OK
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in rows] == ["Ada", "Grace"]
+    assert all(isinstance(row["joined_at"], float) for row in rows)
+
+    assert cli.main(["class", "students"]) == cli.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (joined ")[0] for line in lines] == ["Ada", "Grace"]
+
+
+def test_class_students_of_an_empty_class_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["class", "students"]) == cli.EXIT_OK
+    assert capsys.readouterr().out == "No student has joined the class yet.\n"
+    assert cli.main(["class", "students", "--json"]) == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out) == []
