@@ -501,6 +501,97 @@ def _add_class_commands(sub: Any) -> None:
     students.set_defaults(handler=_cmd_class_students)
 
 
+def _cmd_weights_fetch(args: argparse.Namespace) -> int:
+    from tl_core.errors import WeightsUnavailable
+    from tl_core.models.weights import fetch_weights
+
+    if bool(args.ids) == args.all:
+        raise _UsageError("name the backbones to fetch (e.g. mobilenet_v2 resnet50) or --all")
+    rows = fetch_weights(None if args.all else args.ids)
+    _emit(
+        rows,
+        args.json,
+        lambda rs: "\n".join(
+            f"{r['id']:<20} {r['status']}" + (f": {r['reason']}" if r["reason"] else "") for r in rs
+        ),
+    )
+    failed = [row["id"] for row in rows if row["status"] == "failed"]
+    if failed:
+        raise WeightsUnavailable(
+            f"Could not fetch the ImageNet weights of {', '.join(failed)}: {_first_reason(rows)}"
+        )
+    return EXIT_OK
+
+
+def _first_reason(rows: list[dict[str, Any]]) -> str:
+    """The first failure's reason, which says what to do (the others are alike)."""
+    return next(row["reason"] for row in rows if row["status"] == "failed")
+
+
+def _cmd_weights_import(args: argparse.Namespace) -> int:
+    from tl_core.models.weights import import_weights
+
+    result = import_weights(Path(args.file))
+    _emit(
+        result,
+        args.json,
+        lambda r: (
+            f"imported {r['file']} for {r['id']} ({r['bytes']:,} bytes, "
+            + ("hash checked" if r["hash_ok"] else "Keras publishes no hash for it")
+            + (", replacing the file that was there)" if r["replaced"] else ")")
+        ),
+    )
+    return EXIT_OK
+
+
+def _cmd_weights_list(args: argparse.Namespace) -> int:
+    from tl_core.models.weights import weights_status
+
+    rows = weights_status()
+    _emit(rows, args.json, _describe_weights)
+    return EXIT_OK
+
+
+def _describe_weights(rows: list[dict[str, Any]]) -> str:
+    health = {True: "hash ok", False: "WRONG HASH", None: "no published hash"}
+    return "\n".join(
+        f"{r['id']:<20} {r['input_size']:>4}px {r['file']:<72} "
+        + (f"{r['bytes']:>12,} bytes  {health[r['hash_ok']]}" if r["present"] else "missing")
+        for r in rows
+    )
+
+
+def _add_weights_commands(sub: Any) -> None:
+    """``weights fetch|import|list``: ImageNet weights for a machine that will be offline."""
+    group = sub.add_parser(
+        "weights", help="ImageNet weights in the Keras cache: fetch, import a copy, list"
+    )
+    commands = group.add_subparsers(
+        dest="weights_command", metavar="command", required=True, parser_class=_Parser
+    )
+
+    fetch = commands.add_parser(
+        "fetch", help="download the ImageNet weights of backbones (while online), hash-checked"
+    )
+    fetch.add_argument("ids", nargs="*", help="backbone ids, e.g. mobilenet_v2 resnet50")
+    fetch.add_argument("--all", action="store_true", help="every registered backbone")
+    fetch.add_argument("--json", action="store_true", help="print one JSON document")
+    fetch.set_defaults(handler=_cmd_weights_fetch)
+
+    add = commands.add_parser(
+        "import", help="add a copied weights file to the Keras cache after checking its hash"
+    )
+    add.add_argument("file", help="the file, under the name Keras publishes it with")
+    add.add_argument("--json", action="store_true", help="print one JSON document")
+    add.set_defaults(handler=_cmd_weights_import)
+
+    listing = commands.add_parser(
+        "list", help="every backbone's weights file: present, size, hash ok"
+    )
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    listing.set_defaults(handler=_cmd_weights_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m tl_core``."""
     parser = _Parser(prog="python -m tl_core", description="Transfer-learning studio core.")
@@ -650,6 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_cmd_export)
 
     _add_class_commands(sub)
+    _add_weights_commands(sub)
     return parser
 
 
