@@ -22,12 +22,13 @@ from tl_core.errors import AccessDenied
 from tl_core.jobs.queue import get, list_jobs, request_stop, submit
 from tl_core.jobs.runs import RunFiles, read_json, run_path, write_json_atomic
 from tl_core.jobs.scheduler import Scheduler
-from ui import identity, runs_view
+from ui import compare_view, identity, runs_view
 from ui import predict_export_view as predict_view
 
 RUNS_PAGE = "pages/runs.py"
 TRAIN_PAGE = "pages/train.py"
 PREDICT_PAGE = "pages/predict_export.py"
+COMPARE_PAGE = "pages/compare.py"
 ADA = Identity.student("Ada")
 GRACE = Identity.student("Grace")
 TEACHER = Identity.teacher()
@@ -313,3 +314,13 @@ def test_the_teacher_has_no_limit(app: AppTest, sample: DatasetReport) -> None:
 
     assert_no_exception(app)
     assert not _button(app, "Start training").disabled
+
+
+def test_compare_offers_a_student_their_own_and_the_shared_runs(
+    app: AppTest, finished_runs: None
+) -> None:
+    _open(app, ADA, COMPARE_PAGE)
+
+    assert_no_exception(app)
+    options = app.multiselect(key=compare_view.RUN_SELECT).options
+    assert sorted(option.split()[0] for option in options) == ["#2", "#4"]
