@@ -46,6 +46,10 @@ _WEIGHTS_CAPTIONS = (
     "Uploaded, or the backbone of a run you trained: offline, a run from scratch becomes "
     "the pretrained start of the next.",
 )
+#: The backbone table's column saying whether ImageNet weights are on this machine.
+READY_OFFLINE = "Ready offline"
+READY_MARK = "✓"
+NEEDS_DOWNLOAD = "needs download"
 _SELECTED_ROW_COLOR = "background-color: rgba(37, 99, 235, 0.12)"
 _TABLE_ROW_PX = 35
 
@@ -93,7 +97,11 @@ def resolve_model_choice() -> tuple[DatasetReport | None, state.ModelChoice]:
 
 
 def render_backbone_table(selected: str) -> None:
-    """Show every backbone side by side, the `selected` one highlighted."""
+    """Show every backbone side by side, the `selected` one highlighted.
+
+    Below it, when some backbone's ImageNet weights are missing, how to fetch them for
+    offline use.
+    """
     st.dataframe(
         _backbones_styler(selected),
         hide_index=True,
@@ -119,13 +127,30 @@ def render_backbone_table(selected: str) -> None:
                 help="Training speed compared with MobileNetV2 at the same image size "
                 "(from published compute; an estimate).",
             ),
-            "ImageNet": st.column_config.CheckboxColumn(
-                width=80,
-                help="Whether its ImageNet weights file is on this machine already.",
+            READY_OFFLINE: st.column_config.TextColumn(
+                width=115,
+                help="Whether its ImageNet weights file is on this machine already, so it "
+                "trains pretrained without internet.",
             ),
             "About": st.column_config.TextColumn(width="large"),
         },
     )
+    if not all(weights_cached(spec) for spec in list_backbones()):
+        _offline_caption()
+
+
+def _offline_caption() -> None:
+    """Say how to make the backbones marked "needs download" ready for an offline machine."""
+    st.caption(
+        f"**{READY_OFFLINE}**: “{NEEDS_DOWNLOAD}” means its ImageNet weights are fetched the "
+        "first time it trains, which needs internet. To prepare a machine that will be "
+        "offline, run `python -m tl_core weights fetch ID` (or `--all`) while it is online, "
+        "or copy the files over and run `python -m tl_core weights import FILE`."
+    )
+
+
+def _offline_label(spec: BackboneSpec) -> str:
+    return READY_MARK if weights_cached(spec) else NEEDS_DOWNLOAD
 
 
 def _backbones_styler(selected: str) -> Styler:
@@ -137,7 +162,7 @@ def _backbones_styler(selected: str) -> Styler:
             "Params": [spec.params / 1e6 for spec in specs],
             "Size": [spec.default_input_size for spec in specs],
             "Speed": [relative_speed(spec.id) for spec in specs],
-            "ImageNet": [weights_cached(spec) for spec in specs],
+            READY_OFFLINE: [_offline_label(spec) for spec in specs],
             "About": [spec.description for spec in specs],
         }
     )

@@ -64,7 +64,8 @@ def test_the_default_backbone_is_shown_and_recorded(app: AppTest, sample: Datase
     assert len(table) == len(BACKBONES)
     assert table.loc[0, "Backbone"] == "MobileNetV2"
     assert table.loc[0, "Speed"] == 1.0
-    assert not table["ImageNet"].any()
+    assert set(table["Ready offline"]) == {"needs download"}
+    assert any("python -m tl_core weights fetch ID" in c.value for c in app.caption)
     assert app.number_input(key=state.IMAGE_SIZE_INPUT).value == 64
     assert any("about 64 px" in c.value for c in app.caption)
     assert [link.label for link in app.get("page_link")] == ["Next: Layers"]
@@ -112,6 +113,34 @@ def test_imagenet_weights_on_this_machine_are_preselected(
     assert app.radio(key=state.WEIGHTS_PICKER).value == "imagenet"
     assert not [m for m in _messages(app) if "not on this machine" in m]
     assert any("ImageNet weights for MobileNetV2 are here" in c.value for c in app.caption)
+
+
+def test_the_table_marks_backbones_whose_weights_are_here_ready_offline(
+    app: AppTest, sample: DatasetReport, keras_home: Path
+) -> None:
+    for spec in BACKBONES:
+        (keras_home / "models" / spec.weights_file).write_bytes(HDF5_SIGNATURE)
+    (keras_home / "models" / get_backbone("resnet50").weights_file).unlink()
+
+    open_page(app, PAGE, sample)
+
+    table = app.dataframe[0].value
+    ready = dict(zip(table["Backbone"], table["Ready offline"], strict=True))
+    assert ready["ResNet50"] == "needs download"
+    assert ready["MobileNetV2"] == ready["VGG16"] == "✓"
+    assert any("weights import FILE" in c.value for c in app.caption)
+
+
+def test_with_every_backbone_ready_offline_the_page_does_not_explain_fetching(
+    app: AppTest, sample: DatasetReport, keras_home: Path
+) -> None:
+    for spec in BACKBONES:
+        (keras_home / "models" / spec.weights_file).write_bytes(HDF5_SIGNATURE)
+
+    open_page(app, PAGE, sample)
+
+    assert set(app.dataframe[0].value["Ready offline"]) == {"✓"}
+    assert not any("weights fetch" in c.value for c in app.caption)
 
 
 def test_choosing_imagenet_offline_warns_but_keeps_the_choice(
