@@ -507,6 +507,10 @@ def _cmd_weights_fetch(args: argparse.Namespace) -> int:
 
     if bool(args.ids) == args.all:
         raise _UsageError("name the backbones to fetch (e.g. mobilenet_v2 resnet50) or --all")
+    from tl_core.engine.device import quiet_tensorflow
+
+    # Downloads go through Keras: its start-up chatter stays off stderr.
+    quiet_tensorflow()
     rows = fetch_weights(None if args.all else args.ids)
     _emit(
         rows,

@@ -296,6 +296,8 @@ def _fetch_file(spec: BackboneSpec, weights_file: WeightsFile) -> dict[str, Any]
 def _download_failure(weights_file: WeightsFile, exc: WeightsUnavailable) -> str:
     cause = exc.__cause__ if exc.__cause__ is not None else exc
     detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0].rstrip(":. ")
+    # Keras says "URL fetch failure on <url>: <code> -- <reason>"; the reason is what counts.
+    detail = detail.rpartition(" -- ")[2]
     return (
         f"cannot download {weights_file.file} ({detail}). If this machine is offline, "
         f"download {weights_file.url} on one that is online, copy it here and run "
