@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 from collections import Counter
@@ -59,6 +60,7 @@ __all__ = [
     "optimizer_keys",
     "read_last_checkpoint",
     "save_variables",
+    "saved_keys",
     "variable_keys",
 ]
 
@@ -181,8 +183,26 @@ def _model_keys(model: keras.Model, only: Callable[[str], bool] | None) -> dict[
     return keys if only is None else {k: v for k, v in keys.items() if only(k)}
 
 
-def _arrays(keys: dict[str, Any], prefix: str) -> dict[str, np.ndarray]:
-    return {prefix + key: keras.ops.convert_to_numpy(v) for key, v in keys.items()}
+def saved_keys(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    *,
+    only: Callable[[str], bool] | None = None,
+) -> dict[str, Any]:
+    """The variables `save_variables` writes, under their names in the file.
+
+    Walking a whole backbone for its keys costs milliseconds; a caller that saves the same
+    variables every epoch computes them once and passes them as ``keys``. Take them once
+    the optimizer is built: an unbuilt one has no slots yet.
+
+    Example:
+        >>> list(saved_keys(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])))
+        ['model:dense/kernel', 'model:dense/bias']
+    """
+    keys = {_MODEL + key: v for key, v in _model_keys(model, only).items()}
+    if optimizer is not None:
+        keys |= {_OPTIMIZER + key: v for key, v in optimizer_keys(optimizer, model).items()}
+    return keys
 
 
 def save_variables(
@@ -191,21 +211,36 @@ def save_variables(
     optimizer: keras.optimizers.Optimizer | None = None,
     *,
     only: Callable[[str], bool] | None = None,
+    keys: dict[str, Any] | None = None,
 ) -> None:
     """Write the variables of `model` (and of `optimizer`, when given) into one ``.npz``
     keyed by object, atomically; with `only` (from `only_blocks`), the keys it accepts.
 
     One file of plain arrays: much faster than ``save_weights``, which writes one HDF5
     dataset per weight; the random-generator state is a variable too, so a resumed run
-    draws the dropout masks an uninterrupted one would.
+    draws the dropout masks an uninterrupted one would. `keys` (from `saved_keys` with
+    the same arguments) skips working them out again.
 
     Example:
         >>> save_variables(model, folder / "best-epoch-0003.npz")  # doctest: +SKIP
     """
-    arrays = _arrays(_model_keys(model, only), _MODEL)
-    if optimizer is not None:
-        arrays |= _arrays(optimizer_keys(optimizer, model), _OPTIMIZER)
-    atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+    if keys is None:
+        keys = saved_keys(model, optimizer, only=only)
+    _write_arrays(path, keys, folder_durable=True)
+
+
+def _write_arrays(path: Path, keys: dict[str, Any], *, folder_durable: bool) -> None:
+    """Write the values of `keys` into the ``.npz`` `path` atomically, its content flushed
+    to disk; the folder too unless a later write in it (the commit pointer's) flushes it."""
+    arrays = {key: keras.ops.convert_to_numpy(v) for key, v in keys.items()}
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    atomic_write(path, write, durable=folder_durable)
 
 
 def _assign(keys: dict[str, Any], saved: Any, prefix: str, what: str, path: Path) -> None:
@@ -320,6 +355,7 @@ def commit_checkpoint(
     optimizer: keras.optimizers.Optimizer | None = None,
     keep: tuple[str, ...] = (),
     only: Callable[[str], bool] | None = None,
+    keys: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write a checkpoint of `model` (and `optimizer`) and commit it; return the pointer.
 
@@ -333,6 +369,8 @@ def commit_checkpoint(
             every other checkpoint file is deleted after the commit.
         only: a key filter (`only_blocks`) for a lean checkpoint; `record` should then
             say so, for the resume to restore with the same filter.
+        keys: the variables to save, from `saved_keys` with the same model, optimizer
+            and filter (default ``None``: worked out here).
 
     Example:
         >>> commit_checkpoint(files, model, {"epoch": 4}, optimizer=model.optimizer)
@@ -342,7 +380,12 @@ def commit_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     serial = int((read_last_checkpoint(files) or {}).get("serial", 0)) + 1
     name = f"epoch-{int(record['epoch']):04d}.{serial:03d}.npz"
-    save_variables(model, folder / name, optimizer, only=only)
+    if keys is None:
+        keys = saved_keys(model, optimizer, only=only)
+    # The pointer's durable write below flushes the folder, and with it this file's name
+    # (renamed earlier in the same folder, so a journal that holds the pointer's rename
+    # holds this one too): one folder flush per commit instead of two.
+    _write_arrays(folder / name, keys, folder_durable=False)
     pointer = record | {
         "file": name,
         "keep": list(keep),

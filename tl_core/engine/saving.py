@@ -15,7 +15,7 @@ import keras
 
 from tl_core.fsutil import atomic_write
 
-__all__ = ["float32_config", "float32_copy", "save_inference_model"]
+__all__ = ["float32_config", "float32_copy", "has_mixed_policy", "save_inference_model"]
 
 
 def float32_config(config: Any) -> Any:
@@ -61,12 +61,37 @@ def float32_copy(model: keras.Model) -> keras.Model:
     return copy
 
 
+def has_mixed_policy(model: keras.Model) -> bool:
+    """True when a layer of `model`, nested models included, computes under a mixed policy.
+
+    Example:
+        >>> has_mixed_policy(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+        False
+    """
+    stack: list[Any] = [model]
+    while stack:
+        layer = stack.pop()
+        if layer.dtype_policy.name.startswith("mixed_"):
+            return True
+        stack.extend(getattr(layer, "layers", []))
+    return False
+
+
 def save_inference_model(model: keras.Model, path: Path) -> None:
     """Save the float32 inference graph of the classifier `model` at `path`, atomically.
+
+    A graph already free of mixed policies is saved as a new model over the same layers
+    (uncompiled, so no optimizer state goes with it): what `float32_copy` would rebuild
+    from its config, without the ~0.7 s that rebuild costs a MobileNetV2 at every run end.
 
     Example:
         >>> save_inference_model(classifier.model, files.model)  # doctest: +SKIP
     """
     from tl_core.models.inference import inference_model
 
-    atomic_write(path, float32_copy(inference_model(model)).save)
+    graph = inference_model(model)
+    if has_mixed_policy(graph):
+        graph = float32_copy(graph)
+    else:
+        graph = keras.Model(graph.inputs, graph.outputs, name=graph.name)
+    atomic_write(path, graph.save)

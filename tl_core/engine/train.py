@@ -63,6 +63,7 @@ __all__ = [
     "moving_blocks",
     "plan_phases",
     "resume_point",
+    "steps_per_execution",
     "take_writer_lock",
     "train_run",
 ]
@@ -383,14 +384,34 @@ class _Built:
 
 @dataclass(frozen=True)
 class _PhaseData:
-    """The model a phase fits and its batches."""
+    """The model a phase fits and its batches; ``val`` is ``(x, y)`` arrays when a cached
+    phase's validation activations are in memory (see `Validation`). ``cached``: the phase
+    trains above its frozen boundary on cached activations."""
 
     fit_model: keras.Model
     train: tf.data.Dataset
-    val: tf.data.Dataset
+    val: tf.data.Dataset | tuple[np.ndarray, np.ndarray]
     steps: int
     batch_size: int
     common: dict[str, Any]
+    cached: bool = False
+
+
+#: At most this many head steps on cached features run per call into TensorFlow (Keras's
+#: ``steps_per_execution``): such a step computes far less than Keras spends calling it.
+HEAD_STEPS_PER_EXECUTION = 32
+
+
+def steps_per_execution(steps: int, most: int = HEAD_STEPS_PER_EXECUTION) -> int:
+    """The largest divisor of `steps` up to `most`: the training batches of all epochs come
+    from one stream, so an execution that crossed an epoch's end would take the next
+    epoch's batches.
+
+    Example:
+        >>> steps_per_execution(10), steps_per_execution(64), steps_per_execution(37)
+        (10, 32, 1)
+    """
+    return max(n for n in range(1, min(steps, most) + 1) if steps % n == 0)
 
 
 @dataclass(frozen=True)
@@ -655,7 +676,7 @@ class _Trainer:
             else None
         )
         if cached is not None:
-            return _PhaseData(*cached, steps, batch_size, common)
+            return _PhaseData(*cached, steps, batch_size, common, cached=True)
         if not phase.cached:
             self._record_path(phase, {"path": "plain", "storage": "none"})
         train = make_batches(
@@ -670,10 +691,12 @@ class _Trainer:
         """Apply the phase's freeze plan and compile (Keras applies ``trainable`` only
         then); mid-phase, bring the optimizer state back from the checkpoint. Return the
         number of trainable parameters."""
+        from tl_core.engine.boundary import HEAD_FEATURES
         from tl_core.engine.checkpoints import load_optimizer
         from tl_core.models.classifier import apply_freeze_plan, compile_model
 
         config = self.config
+        distributed = built.strategy.num_replicas_in_sync > 1
         with built.strategy.scope():
             summary = apply_freeze_plan(
                 built.classifier,
@@ -682,6 +705,10 @@ class _Trainer:
                 train_bn=config.train_bn,
             )
             compile_model(data.fit_model, config, learning_rate=self._rate(phase, data.steps))
+            if data.cached and phase.boundary == HEAD_FEATURES and not distributed:
+                # Stop requests are then seen between executions: a few milliseconds apart.
+                # Not under several replicas: Keras's loop over their batches fails there.
+                data.fit_model.steps_per_execution = steps_per_execution(data.steps)
             if optimizer_from is not None:
                 # Built first: an unbuilt optimizer has no slots to receive the state.
                 data.fit_model.optimizer.build(data.fit_model.trainable_variables)
@@ -726,6 +753,7 @@ class _Trainer:
 
         from tl_core.engine.callbacks import (
             DriftTracker,
+            EpochSummaries,
             MetricsStream,
             StatusUpdater,
             StopFlag,
@@ -755,7 +783,10 @@ class _Trainer:
             ),
             checkpoint,
             StopFlag(files.stop_flag, progress),
-            keras.callbacks.TensorBoard(str(files.tensorboard), write_graph=False),
+            # A cached epoch takes milliseconds; Keras's callback would add as many again.
+            EpochSummaries(files.tensorboard, progress)
+            if data.cached
+            else keras.callbacks.TensorBoard(str(files.tensorboard), write_graph=False),
             StatusUpdater(files, progress),
         ]
         return callbacks
@@ -844,7 +875,9 @@ class _Trainer:
         # strategy, and its optimizer (compiled in the scope) then refuses to build.
         with built.strategy.scope():
             fit_model = upper_model(classifier, boundary, shape)
-        return fit_model, *self._view_batches(train, val, records, epochs, common)
+        # `Validation`'s compiled step on arrays runs outside any distribution strategy.
+        in_memory = built.strategy.num_replicas_in_sync == 1 and val.storage == "ram"
+        return fit_model, *self._view_batches(train, val, records, epochs, common, in_memory)
 
     def _activations(
         self,
@@ -910,7 +943,10 @@ class _Trainer:
         records: tuple[tuple[ImageRecord, ...], tuple[ImageRecord, ...]],
         epochs: tuple[int, int],
         common: dict[str, Any],
-    ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        val_in_memory: bool,
+    ) -> tuple[tf.data.Dataset, tf.data.Dataset | tuple[np.ndarray, np.ndarray]]:
+        """The training batches of the cached views; the validation batches, or with
+        `val_in_memory` the validation arrays ``(x, y)`` themselves (see `Validation`)."""
         from tl_core.engine.boundary import view_batches
 
         index = {name: i for i, name in enumerate(common["class_names"])}
@@ -929,7 +965,11 @@ class _Trainer:
                 seed=self.config.seed,
                 **arrays,
             ),
-            view_batches(val.activations, val_labels, **arrays),
+            _validation_arrays(
+                val.activations, val_labels, arrays["num_classes"], common["one_hot"]
+            )
+            if val_in_memory
+            else view_batches(val.activations, val_labels, **arrays),
         )
 
     def _record_path(self, phase: Phase, path: dict[str, Any]) -> None:
@@ -952,6 +992,20 @@ class _Trainer:
                 phase.learning_rate, decay_steps=max(1, phase.epochs * steps)
             )
         return phase.learning_rate
+
+
+def _validation_arrays(
+    activations: np.ndarray, labels: Sequence[int], num_classes: int, one_hot: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """View 0 of every validation image and its labels, as `view_batches` gives them
+    without shuffling (float32 activations; class indices or one-hot rows)."""
+    import numpy as np
+
+    y = np.asarray(labels, np.int32)
+    return (
+        np.asarray(activations[0], np.float32),
+        np.eye(num_classes, dtype=np.float32)[y] if one_hot else y,
+    )
 
 
 def _seconds_saved(

@@ -17,6 +17,7 @@ from tl_core.engine.callbacks import (
     BestWeights,
     Checkpoint,
     DriftTracker,
+    EpochSummaries,
     MetricsStream,
     RunProgress,
     StatusUpdater,
@@ -251,6 +252,30 @@ def test_drift_is_exactly_zero_for_untouched_variables_and_positive_for_changed_
     assert read_jsonl(files.drift_history) == [{"epoch": 1, "phase": "x", "drift": drift}]
 
 
+def test_unchanged_drift_is_not_written_again_but_every_epoch_gets_its_history_line(
+    files: RunFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tl_core.engine.callbacks as callbacks
+
+    written: list[object] = []
+    real = callbacks.write_json_atomic
+    monkeypatch.setattr(
+        callbacks,
+        "write_json_atomic",
+        lambda path, doc, **kw: (written.append(doc), real(path, doc, **kw)),
+    )
+    frozen = keras.Variable(np.ones(3, "float32"))
+    tracker = DriftTracker(files, {"stem": [frozen]}, RunProgress(), fixed=["stem"])
+    tracker.on_train_begin()
+
+    for epoch in range(3):
+        tracker.on_epoch_end(epoch)
+
+    assert written == [{"stem": 0.0}]
+    assert json.loads(files.drift.read_text()) == {"stem": 0.0}
+    assert [line["epoch"] for line in read_jsonl(files.drift_history)] == [1, 2, 3]
+
+
 def test_a_resumed_drift_tracker_measures_from_the_saved_start(files: RunFiles) -> None:
     weights = keras.Variable(np.array([3.0, 4.0], "float32"))
     DriftTracker(files, {"top": [weights]}, RunProgress()).snapshot()
@@ -451,6 +476,37 @@ def test_validation_adds_val_loss_and_val_accuracy_to_the_epoch_logs() -> None:
     assert isinstance(logs["val_accuracy"], float)
 
 
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_validation_on_arrays_gives_what_evaluate_gives_on_the_batches(
+    one_hot: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tl_core.engine.callbacks as callbacks
+
+    monkeypatch.setattr(callbacks, "VALIDATION_CHUNK_ROWS", 4)  # 10 rows: chunks 4, 4, 2
+    model = tiny_model()
+    if one_hot:
+        model.compile(
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(10, 4)).astype("float32")
+    y = rng.integers(0, 3, 10).astype("int32")
+    if one_hot:
+        y = np.eye(3, dtype="float32")[y]
+    validation = Validation((x, y), RunProgress())
+    validation.set_model(model)
+    expected = model.evaluate(
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(3), verbose=0, return_dict=True
+    )
+
+    for _ in range(2):  # the metrics start over every epoch
+        logs: dict[str, float] = {}
+        validation.on_epoch_end(0, logs)
+        assert logs["val_loss"] == pytest.approx(expected["loss"], rel=1e-5)
+        assert logs["val_accuracy"] == pytest.approx(expected["accuracy"])
+
+
 def test_validation_skips_an_epoch_cut_short_by_a_stop() -> None:
     validation = Validation([], RunProgress(stop_requested=True))
     logs = {"loss": 0.1}
@@ -511,6 +567,55 @@ def test_recalibration_leaves_frozen_batch_norm_alone() -> None:
 
     np.testing.assert_array_equal(layer.moving_mean.numpy(), [0.0, 0.0])
     assert BatchNormRecalibrator(model, [])([(np.ones((2, 2), "float32"), None)]) == 0
+
+
+# --- EpochSummaries ----------------------------------------------------------------------
+
+
+def _scalars(folder: Path) -> dict[tuple[str, int], float]:
+    """``{(tag, step): value}`` of the scalar summaries in the event files of `folder`."""
+    found = {}
+    for path in folder.glob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                found[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
+    return found
+
+
+def test_epoch_summaries_write_keras_tensorboard_tags_when_training_ends(
+    files: RunFiles,
+) -> None:
+    progress = RunProgress()
+    summaries = EpochSummaries(files.tensorboard, progress)
+    summaries.set_model(tiny_model(learning_rate=0.01))
+
+    summaries.on_epoch_end(0, {"loss": 1.5, "accuracy": 0.25, "val_loss": 2.0, "val_accuracy": 0.5})
+    summaries.on_epoch_end(1, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.5, "val_accuracy": 0.75})
+    progress.stop_requested = True
+    summaries.on_epoch_end(2, {"loss": 9.0, "accuracy": 0.0})
+    assert not files.tensorboard.exists()  # nothing is written during training
+    summaries.on_train_end()
+
+    train = _scalars(files.tensorboard / "train")
+    assert train == pytest.approx(
+        {
+            ("epoch_loss", 0): 1.5,
+            ("epoch_accuracy", 0): 0.25,
+            ("epoch_learning_rate", 0): 0.01,
+            ("epoch_loss", 1): 1.0,
+            ("epoch_accuracy", 1): 0.5,
+            ("epoch_learning_rate", 1): 0.01,
+        }
+    )
+    assert _scalars(files.tensorboard / "validation") == pytest.approx(
+        {
+            ("epoch_loss", 0): 2.0,
+            ("epoch_accuracy", 0): 0.5,
+            ("epoch_loss", 1): 1.5,
+            ("epoch_accuracy", 1): 0.75,
+        }
+    )
 
 
 # --- StatusUpdater -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from tl_core.engine.checkpoints import (
     load_variables,
     read_last_checkpoint,
     save_variables,
+    saved_keys,
     variable_keys,
 )
 from tl_core.engine.train import train_run
@@ -112,3 +113,21 @@ def test_a_checkpoint_from_another_keras_version_is_refused(tmp_path: Path) -> N
         status.error or ""
     )
     assert read_status(files.root) == status
+
+
+def test_saved_keys_name_what_save_variables_writes_and_can_be_passed_back(
+    tmp_path: Path,
+) -> None:
+    model = compiled(two_branches(left_first=True))
+    keys = saved_keys(model, model.optimizer, only=lambda key: key.startswith("left/"))
+
+    save_variables(model, tmp_path / "a.npz", model.optimizer, only=lambda k: k.startswith("left/"))
+    model.get_layer("left").kernel.assign(np.ones((4, 3), "float32"))
+    pointer = commit_checkpoint(RunFiles(tmp_path), model, {"epoch": 1}, keys=keys)
+
+    with np.load(tmp_path / "a.npz") as saved:
+        assert sorted(saved.files) == sorted(keys)
+    assert "model:left/kernel" in keys and "model:right/kernel" not in keys
+    with np.load(tmp_path / "checkpoints" / pointer["file"]) as committed:
+        assert sorted(committed.files) == sorted(keys)
+        np.testing.assert_array_equal(committed["model:left/kernel"], np.ones((4, 3)))

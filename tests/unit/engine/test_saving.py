@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.unit.engine_helpers import tiny_config
-from tl_core.engine.saving import save_inference_model
+from tl_core.engine.saving import has_mixed_policy, save_inference_model
 from tl_core.models.classifier import build_classifier
 
 
@@ -42,3 +42,23 @@ def test_a_mixed_precision_classifier_saves_as_float32_without_augmentation(
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     expected = keras.ops.convert_to_numpy(classifier.model(images, training=False))
     np.testing.assert_allclose(model.predict(images, verbose=0), expected, atol=2e-3)
+
+
+def test_a_float32_compiled_classifier_saves_its_inference_graph_without_optimizer(
+    tmp_path: Path,
+) -> None:
+    config = tiny_config("0" * 12, backbone="vgg16", augmentation=())
+    classifier = build_classifier(config, ["a", "b", "c"])
+    classifier.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert not has_mixed_policy(classifier.model)
+
+    save_inference_model(classifier.model, tmp_path / "model.keras")
+
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    assert not model.compiled  # no compile settings saved, so no optimizer either
+    assert [layer.name for layer in model.layers] == [
+        layer.name for layer in classifier.model.layers
+    ]
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(classifier.model(images, training=False))
+    np.testing.assert_array_equal(model.predict(images, verbose=0), expected)

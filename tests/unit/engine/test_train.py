@@ -39,6 +39,7 @@ from tl_core.engine.train import (
     main_worker,
     plan_phases,
     resume_point,
+    steps_per_execution,
     train_run,
 )
 from tl_core.errors import JobError
@@ -469,3 +470,12 @@ def test_a_run_whose_last_epoch_is_not_the_best_saves_and_checkpoints_the_best(
     assert device["mixed_precision"] is False  # no GPU here: float32, and run.json says why
     assert "float32 instead" in device["mixed_precision_note"]
     assert "float32 instead" in files.log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("steps", "most", "expected"), [(10, 32, 10), (64, 32, 32), (37, 32, 1), (12, 5, 4), (1, 32, 1)]
+)
+def test_steps_per_execution_divides_the_epoch_so_no_execution_crosses_its_end(
+    steps: int, most: int, expected: int
+) -> None:
+    assert steps_per_execution(steps, most) == expected
