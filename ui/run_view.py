@@ -14,7 +14,8 @@ that small part from what it read before. A new epoch line reruns the whole app 
 draws the curves again; so does a change of the run's state (so the sidebar and the buttons
 follow). A run in a final state is drawn once, without polling. On the Train page the
 latest earlier runs on its dataset are drawn faintly behind its curves ("ghosts",
-`tl_core.analysis.compare.ghost_curves`), read at most every `GHOST_TTL_SECONDS`.
+`tl_core.analysis.compare.ghost_curves`; a student's own and shared runs only), read at
+most every `GHOST_TTL_SECONDS`.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from tl_core import TLError, tl_home
-from tl_core.analysis.compare import ghost_curves
-from tl_core.classroom.identity import TEACHER_NAME
-from tl_core.classroom.ownership import run_owner
+from tl_core.analysis.compare import ghost_curves, run_labels
+from tl_core.classroom.identity import TEACHER_NAME, Identity
+from tl_core.classroom.ownership import may_list_run, run_owner, shared_runs
 from tl_core.jobs.fairshare import queue_wait
 from tl_core.jobs.progress import describe_duration, training_progress
 from tl_core.jobs.queue import (
@@ -366,7 +367,7 @@ def _render_curves(
     run_id: str, summary: RunSummary, epochs: list[dict[str, Any]], *, with_ghosts: bool
 ) -> None:
     """The curves figure (shared between sessions, built once per epoch line)."""
-    ghosts = _ghosts(run_id, str(tl_home())) if with_ghosts else []
+    ghosts = _ghosts(run_id, str(tl_home()), current_actor()) if with_ghosts else []
     count, last_time = _epochs_key(epochs)
     figure = _curves(
         run_id,
@@ -390,11 +391,25 @@ def _follower(run_id: str, home: str) -> MetricsFollower:
 
 
 @st.cache_data(ttl=GHOST_TTL_SECONDS, max_entries=32, show_spinner=False)
-def _ghosts(run_id: str, home: str) -> list[tuple[str, list[dict[str, Any]]]]:
+def _ghosts(
+    run_id: str, home: str, viewer: Identity | None
+) -> list[tuple[str, list[dict[str, Any]]]]:
     """Earlier runs on the run's dataset (`tl_core.analysis.compare.ghost_curves`), read at most
     once per `GHOST_TTL_SECONDS` rather than on every redraw (keyed by workspace too,
-    for tests)."""
-    return ghost_curves(run_id, home=Path(home))
+    for tests). A student (`viewer`) gets only those the runs lists show them: their own
+    and the shared ones."""
+    ghosts = ghost_curves(run_id, home=Path(home))
+    if viewer is None or viewer.is_teacher or not ghosts:
+        return ghosts
+    drawn = {label for label, _ in ghosts}
+    ids = {label: other for other, label in run_labels(Path(home)).items() if label in drawn}
+    shared = shared_runs(home=Path(home))
+    return [
+        (label, lines)
+        for label, lines in ghosts
+        if label in ids
+        and may_list_run(viewer, run_owner(ids[label], home=Path(home)), ids[label], shared)
+    ]
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)

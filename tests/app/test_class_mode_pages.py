@@ -7,13 +7,21 @@ folders written by hand or jobs of a fake queue (`tests/app/run_support.py`): no
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
-from tests.app.run_support import FakeRunner, fabricate_run, texts
+from tests.app.run_support import (
+    FakeRunner,
+    chart_traces,
+    epoch_line,
+    fabricate_run,
+    texts,
+    write_metrics,
+)
 from tests.app.wizard_support import assert_no_exception, offline_app, store_sample
 from tl_core import DatasetReport
 from tl_core.classroom import Identity, share_run
@@ -324,3 +332,22 @@ def test_compare_offers_a_student_their_own_and_the_shared_runs(
     assert_no_exception(app)
     options = app.multiselect(key=compare_view.RUN_SELECT).options
     assert sorted(option.split()[0] for option in options) == ["#2", "#4"]
+
+
+def test_a_students_live_curves_draw_only_their_own_earlier_runs_behind_them(
+    app: AppTest, sample: DatasetReport, queue: tuple[Scheduler, FakeRunner]
+) -> None:
+    earlier = time.time() - 600
+    on_sample = {"created": earlier, "config": {"dataset_id": sample.dataset_id}}
+    fabricate_run(ADA_RUN, state="completed", val_accuracies=(0.4, 0.6), **on_sample, owner="Ada")
+    fabricate_run(GRACE_RUN, state="completed", val_accuracies=(0.9,), **on_sample, owner="Grace")
+    ada_run = _submit(ADA, sample.dataset_id)
+    queue[0].tick()
+    write_metrics(ada_run, [epoch_line(1, 0.5)])
+
+    _open(app, ADA, TRAIN_PAGE, dataset=sample.dataset_id, run=ada_run)
+
+    assert_no_exception(app)
+    ghosts = [trace for trace in chart_traces(app) if trace["name"] == "earlier runs"]
+    assert ghosts[0]["y"] == [0.4, 0.6]
+    assert len(ghosts) == 2, "Ada's run's accuracy and loss; Grace's run is no ghost"
