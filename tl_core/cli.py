@@ -26,6 +26,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 #: kept off stderr (`tl_core.engine.device.quiet_tensorflow`).
 _TENSORFLOW_COMMANDS = frozenset(
     {"blocks", "resume", "worker", "predict", "evaluate", "embeddings", "export"}
+    | {"report", "demo"}
 )
 
 log = logging.getLogger("tl_core.cli")
@@ -433,6 +434,50 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from tl_core.analysis.report import write_report
+
+    path = write_report(args.run_ids, Path(args.out), question=args.question)
+    result = {"run_ids": args.run_ids, "report": str(path.resolve()), "bytes": path.stat().st_size}
+    _emit(result, args.json, lambda r: f"wrote {r['report']} ({r['bytes']:,} bytes)")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tl_core.analysis.demo import prepare_demo
+
+    # Steps go to stderr, so that stdout keeps the one JSON document.
+    demo = prepare_demo(refresh=args.refresh, progress=lambda line: print(line, file=sys.stderr))
+    _emit(
+        demo.to_json(),
+        args.json,
+        lambda r: f"runs {', '.join(r['run_ids'])}; report {r['report']}",
+    )
+    return EXIT_OK
+
+
+def _add_show_commands(sub: Any) -> None:
+    """``report`` and ``demo``: the evidence of a comparison in one file, for people not
+    at the app."""
+    report = sub.add_parser(
+        "report", help="write one self-contained HTML file comparing runs (opens offline)"
+    )
+    report.add_argument("run_ids", nargs="+", help="run ids, the baseline first")
+    report.add_argument("--out", required=True, help="the .html file to write")
+    report.add_argument("--question", default=None, help="the question the report answers")
+    report.add_argument("--json", action="store_true", help="print one JSON document")
+    report.set_defaults(handler=_cmd_report)
+
+    demo = sub.add_parser(
+        "demo",
+        help="train feature extraction against fine-tuning on the sample data and write "
+        "their report, ready before a demo",
+    )
+    demo.add_argument("--refresh", action="store_true", help="train again even when prepared")
+    demo.add_argument("--json", action="store_true", help="print one JSON document")
+    demo.set_defaults(handler=_cmd_demo)
+
+
 def _cmd_class_hash_password(args: argparse.Namespace) -> int:
     from tl_core.classroom.identity import hash_password
 
@@ -744,6 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--json", action="store_true", help="print one JSON document")
     export.set_defaults(handler=_cmd_export)
 
+    _add_show_commands(sub)
     _add_class_commands(sub)
     _add_weights_commands(sub)
     return parser
