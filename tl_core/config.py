@@ -228,6 +228,10 @@ class RunConfig:
         dropout: dropout before the classifier head, 0 ≤ value < 1 (default 0.2).
         val_fraction: share of each class held out for validation when the dataset has
             no ``val/`` folder (default 0.2).
+        train_fraction: share of each class's training images that train, 0 < value ≤ 1
+            (default 1.0: all); at least one per class, drawn with a fixed seed. The
+            validation images stay the same, so runs at different fractions compare fairly
+            (`tl_core.data.dataset.split_dataset`).
         seed: seeds the split, the shuffling, augmentation and initialisation.
         mixed_precision: float16 compute on a GPU (ignored on CPU, recorded in run.json).
         fast: in every phase whose bottom blocks are frozen, compute the frozen part's
@@ -267,6 +271,7 @@ class RunConfig:
     label_smoothing: float = 0.0
     dropout: float = 0.2
     val_fraction: float = 0.2
+    train_fraction: float = 1.0
     seed: int = 0
     mixed_precision: bool = False
     fast: bool = True
@@ -401,6 +406,12 @@ class RunConfig:
             "val_fraction",
             "a number between 0.05 and 0.5",
             v.val_fraction,
+        )
+        _expect(
+            _is_number(v.train_fraction) and 0 < v.train_fraction <= 1,
+            "train_fraction",
+            "a number greater than 0 and at most 1",
+            v.train_fraction,
         )
         _expect(
             _is_int(v.seed) and 0 <= v.seed < 2**31,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,13 +38,18 @@ MEMORY_CACHE_BYTES = 1 << 30
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """Which stored images train and which validate, with the class index."""
+    """Which stored images train and which validate, with the class index.
+
+    ``train_pool`` is the whole training split when ``train`` is a subsample of it
+    (`split_dataset`'s ``train_fraction`` below 1), else empty.
+    """
 
     class_names: tuple[str, ...]
     train: tuple[ImageRecord, ...]
     val: tuple[ImageRecord, ...]
     test: tuple[ImageRecord, ...] = ()
     val_source: str = "archive"
+    train_pool: tuple[ImageRecord, ...] = ()
 
     def label_of(self, record: ImageRecord) -> int:
         """Return the class index of `record`."""
@@ -62,7 +67,11 @@ class DatasetSplits:
 
 
 def split_dataset(
-    report: DatasetReport, *, val_fraction: float = 0.2, seed: int = 0
+    report: DatasetReport,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    train_fraction: float = 1.0,
 ) -> DatasetSplits:
     """Decide the train/validation split of a stored dataset.
 
@@ -72,6 +81,10 @@ def split_dataset(
             no ``val/`` folder (default 0.2). Every class with two or more images keeps
             at least one image on each side.
         seed: seeds the draw (default 0); the same seed gives the same split.
+        train_fraction: share of each class's training images that train (default 1.0:
+            all), at least one per class. The validation split does not depend on it, so
+            runs at different fractions are judged on the same images; the subsample is
+            drawn with a fixed seed, and a smaller fraction takes a subset of a larger one.
 
     Returns:
         `DatasetSplits`; ``val_source`` is ``"archive"`` or ``"drawn"``.
@@ -80,12 +93,30 @@ def split_dataset(
         >>> splits = split_dataset(report, val_fraction=0.25, seed=1)  # doctest: +SKIP
         >>> len(splits.val) / (len(splits.train) + len(splits.val))  # doctest: +SKIP
         0.25
+        >>> half = split_dataset(report, val_fraction=0.25, seed=1, train_fraction=0.5)
+        ... # doctest: +SKIP
+        >>> half.val == splits.val  # doctest: +SKIP
+        True
     """
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(
             f"Expected `val_fraction` to be between 0 and 1 (exclusive). "
             f"Received: val_fraction={val_fraction!r}"
         )
+    if not 0.0 < train_fraction <= 1.0:
+        raise ConfigError(
+            f"Expected `train_fraction` to be greater than 0 and at most 1. "
+            f"Received: train_fraction={train_fraction!r}"
+        )
+    splits = _split(report, val_fraction, seed)
+    if train_fraction == 1.0:
+        return splits
+    train = _subsample(splits.train, train_fraction)
+    return replace(splits, train=train, train_pool=splits.train)
+
+
+def _split(report: DatasetReport, val_fraction: float, seed: int) -> DatasetSplits:
+    """The whole training and validation split (`split_dataset` before subsampling)."""
     by_split: dict[str, list[ImageRecord]] = defaultdict(list)
     for record in report.images:
         by_split[record.split].append(record)
@@ -122,6 +153,29 @@ def _stratified(
         val.extend(members[:held])
         train.extend(members[held:])
     return tuple(train), tuple(val)
+
+
+#: Seeds the training subsample of `split_dataset`: fixed, so that every run at a
+#: fraction trains on the same images whatever its own seed, and the curve varies one thing.
+_SUBSAMPLE_SEED = 20261207
+
+
+def _subsample(records: tuple[ImageRecord, ...], fraction: float) -> tuple[ImageRecord, ...]:
+    """Keep `fraction` of each class's `records` (at least one), in their original order.
+
+    Each class is shuffled once with `_SUBSAMPLE_SEED` and a prefix kept, so a smaller
+    fraction's images are a subset of a larger one's.
+    """
+    by_class: dict[str, list[ImageRecord]] = defaultdict(list)
+    for record in records:
+        by_class[record.label].append(record)
+    kept: set[str] = set()
+    for label in sorted(by_class):
+        members = sorted(by_class[label], key=lambda r: r.path)
+        random.Random(f"{_SUBSAMPLE_SEED}:{label}").shuffle(members)
+        count = max(1, round(len(members) * fraction))
+        kept.update(r.path for r in members[:count])
+    return tuple(r for r in records if r.path in kept)
 
 
 def make_batches(

@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -498,7 +498,12 @@ class _Trainer:
         strategy, strategy_name = distribution_strategy(device)
         precision = _choose_precision(config.mixed_precision, device)
         report = load_dataset(config.dataset_id)
-        splits = split_dataset(report, val_fraction=config.val_fraction, seed=config.seed)
+        splits = split_dataset(
+            report,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+            train_fraction=config.train_fraction,
+        )
         lean = record is not None and bool(record.get("lean"))
         if lean:
             self._check_frozen_source(record)
@@ -836,7 +841,10 @@ class _Trainer:
         views = config.cache_views if config.augmentation else 1
         shape = extraction_model(classifier, boundary).output_shape[1:]
         train_records, val_records = records
-        values = int(np.prod(shape)) * (views * len(train_records) + len(val_records))
+        # A subsample of the training split (`train_fraction`) is served from the whole
+        # split's entry, which every fraction shares (its images are the key).
+        pool = built.splits.train_pool or train_records
+        values = int(np.prod(shape)) * (views * len(pool) + len(val_records))
         dtype = choose_dtype(values)
         if dtype is None:
             log.info("%s: the activations do not fit TL_CACHE_MB; training on images", path)
@@ -844,8 +852,12 @@ class _Trainer:
             return None
         # RAM takes entries up to half the decoded-image budget each (train and val).
         ram = MEMORY_CACHE_BYTES // 2
-        train = self._activations(
-            built, boundary, train_records, config.augmentation, views, dtype, ram, common
+        train = _rows_of(
+            self._activations(
+                built, boundary, pool, config.augmentation, views, dtype, ram, common
+            ),
+            pool,
+            train_records,
         )
         # Validation images are never augmented: one plain view each.
         val = self._activations(built, boundary, val_records, (), 1, dtype, ram, common)
@@ -1079,3 +1091,19 @@ def _even_for_replicas(
             replicas,
         )
     return tuple(records[:keep]), max(replicas, batch_size - batch_size % replicas)
+
+
+def _rows_of(
+    entry: CacheEntry, pool: Sequence[ImageRecord], records: Sequence[ImageRecord]
+) -> CacheEntry:
+    """`entry` (the activations of `pool`) cut down to `records`, a subset of `pool`, in
+    their order; `entry` itself when they are the same images."""
+    import numpy as np
+
+    if len(records) == len(pool) and all(
+        a.path == b.path for a, b in zip(records, pool, strict=True)
+    ):
+        return entry
+    position = {record.path: i for i, record in enumerate(pool)}
+    rows = np.asarray(entry.activations[:, [position[r.path] for r in records]])
+    return replace(entry, activations=rows, storage="ram")

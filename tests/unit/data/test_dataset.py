@@ -126,6 +126,64 @@ def test_a_dataset_with_only_validation_images_cannot_be_split() -> None:
         split_dataset(report)
 
 
+def test_a_training_fraction_subsamples_each_class_and_leaves_validation_alone() -> None:
+    report = unsplit_report({"cat": 50, "dog": 25, "emu": 3})
+    whole = split_dataset(report, val_fraction=0.2, seed=3)
+
+    half = split_dataset(report, val_fraction=0.2, seed=3, train_fraction=0.5)
+
+    assert half.val == whole.val
+    assert Counter(r.label for r in whole.train) == {"cat": 40, "dog": 20, "emu": 2}
+    assert Counter(r.label for r in half.train) == {"cat": 20, "dog": 10, "emu": 1}
+    assert set(half.train) <= set(whole.train)
+    assert half.train_pool == whole.train
+    # The kept images stay in the split's order.
+    assert list(half.train) == [r for r in whole.train if r in set(half.train)]
+
+
+def test_a_tiny_training_fraction_keeps_one_image_of_every_class() -> None:
+    splits = split_dataset(unsplit_report({"cat": 10, "dog": 4}), train_fraction=0.01)
+
+    assert Counter(r.label for r in splits.train) == {"cat": 1, "dog": 1}
+
+
+def test_the_training_subsample_is_deterministic_and_nested() -> None:
+    report = unsplit_report({"cat": 40, "dog": 40})
+
+    def draw(fraction: float, seed: int = 0) -> set[ImageRecord]:
+        return set(split_dataset(report, seed=seed, train_fraction=fraction).train)
+
+    assert draw(0.25) == draw(0.25)
+    assert draw(0.1) <= draw(0.25) <= draw(0.5) <= draw(1.0)
+
+
+def test_the_whole_training_split_has_no_pool() -> None:
+    splits = split_dataset(unsplit_report({"cat": 5, "dog": 5}), train_fraction=1.0)
+
+    assert splits.train_pool == ()
+    assert len(splits.train) == 8
+
+
+def test_a_training_fraction_applies_to_an_archive_train_folder_only(
+    make_archive, tl_home: Path
+) -> None:
+    entries = class_folders({"cat": 8, "dog": 4}, prefix="train/") | class_folders(
+        {"cat": 2, "dog": 2}, prefix="val/"
+    )
+    report = ingest_archive(make_archive(entries))
+
+    splits = split_dataset(report, train_fraction=0.25)
+
+    assert Counter(r.label for r in splits.train) == {"cat": 2, "dog": 1}
+    assert Counter(r.label for r in splits.val) == {"cat": 2, "dog": 2}
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.5, -0.5])
+def test_a_training_fraction_outside_0_and_1_is_refused(fraction: float) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"Received: train_fraction={fraction!r}")):
+        split_dataset(unsplit_report({"cat": 3, "dog": 3}), train_fraction=fraction)
+
+
 # --- make_batches ------------------------------------------------------------------------
 
 
