@@ -420,6 +420,37 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_datasize(args: argparse.Namespace) -> int:
+    from tl_core.analysis.datasize import DEFAULT_FRACTIONS, submit_datasize
+    from tl_core.analysis.ladder import ladder_base
+
+    base = ladder_base(args.run_id)
+    try:
+        fractions = (
+            sorted({float(f) for f in args.fractions.split(",")})
+            if args.fractions
+            else list(DEFAULT_FRACTIONS)
+        )
+    except ValueError:
+        raise _UsageError(
+            f"--fractions must be comma-separated numbers, e.g. 0.1,0.25,0.5,1; "
+            f"got {args.fractions!r}"
+        ) from None
+    curve = submit_datasize(
+        base.config, fractions, compare_scratch=not args.no_scratch, base_run_id=base.run_id
+    )
+    _emit(
+        curve.to_json(),
+        args.json,
+        lambda r: "\n".join(
+            [f"data-size curve {r['datasize_id']}: queued {len(r['runs'])} runs"]
+            + [f"  {run['fraction']:.0%} {run['weights']}: {run['run_id']}" for run in r["runs"]]
+            + ["they train when a scheduler runs (the app's, or `python -m tl_core scheduler`)"]
+        ),
+    )
+    return EXIT_OK
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from tl_core.analysis.export import export_model
 
@@ -772,6 +803,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ladder.add_argument("--json", action="store_true", help="print one JSON document")
     ladder.set_defaults(handler=_cmd_ladder)
+
+    datasize = sub.add_parser(
+        "datasize",
+        help="queue runs on 10/25/50/100 %% of the training images, pretrained and from scratch",
+    )
+    datasize.add_argument("run_id", help="the run whose settings every run copies")
+    datasize.add_argument(
+        "--fractions", help="comma-separated shares of the training images (default 0.1,0.25,0.5,1)"
+    )
+    datasize.add_argument(
+        "--no-scratch", action="store_true", help="queue the pretrained runs only"
+    )
+    datasize.add_argument("--json", action="store_true", help="print one JSON document")
+    datasize.set_defaults(handler=_cmd_datasize)
 
     export = sub.add_parser(
         "export", help="export a trained model (.keras, .tflite, or its backbone's weights)"
