@@ -386,6 +386,7 @@ def _embeddings(root: Path, compute: bool) -> tuple[dict[str, Any] | None, str |
         doc = embeddings(root, max_images=EMBEDDING_IMAGES)
     except TLError as exc:
         return None, str(exc)
+    kept.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(kept, doc)  # the Evaluate page shows it without computing again
     return doc, None
 
