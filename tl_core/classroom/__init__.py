@@ -1,5 +1,5 @@
-"""Class mode: who is who (`identity`, `roster`), who may do what (`ownership`), and the
-teacher's limits (`settings`).
+"""Class mode: who is who (`identity`, `roster`), who may do what (`ownership`), the
+teacher's limits (`settings`) and lessons (`lessons`).
 
 Off by default: a personal studio has no sign-in, and every core function called with
 ``actor=None`` acts for the machine's operator. `load_class_config` says whether a class
@@ -12,6 +12,29 @@ from tl_core.classroom.identity import (
     Identity,
     hash_password,
     load_class_config,
+)
+from tl_core.classroom.lessons import (
+    BoardRow,
+    Lesson,
+    Variant,
+    board_rows,
+    builtin_lessons,
+    delete_lesson,
+    export_lesson,
+    import_lesson,
+    lesson_config,
+    lesson_from_builtin,
+    lesson_from_run,
+    list_lessons,
+    load_lesson,
+    open_lesson,
+    open_lessons,
+    prediction_for,
+    predictions,
+    record_prediction,
+    save_lesson,
+    submit_lesson_run,
+    variant_for,
 )
 from tl_core.classroom.ownership import (
     may_list_run,
@@ -38,28 +61,49 @@ from tl_core.classroom.settings import ClassSettings, read_class_settings, updat
 
 __all__ = [
     "TEACHER_NAME",
+    "BoardRow",
     "ClassConfig",
     "ClassSettings",
     "Identity",
+    "Lesson",
     "SignedIn",
+    "Variant",
+    "board_rows",
+    "builtin_lessons",
+    "delete_lesson",
+    "export_lesson",
     "hash_password",
     "identity_from_oidc",
     "identity_from_token",
+    "import_lesson",
     "join_class",
+    "lesson_config",
+    "lesson_from_builtin",
+    "lesson_from_run",
+    "list_lessons",
     "list_students",
     "load_class_config",
+    "load_lesson",
     "may_list_run",
     "may_use_dataset",
+    "open_lesson",
+    "open_lessons",
+    "prediction_for",
+    "predictions",
     "read_class_settings",
     "record_dataset_owner",
+    "record_prediction",
     "release_name",
     "require_dataset",
     "require_run_analysis",
     "require_run_control",
     "require_teacher",
     "run_owner",
+    "save_lesson",
     "share_run",
     "shared_runs",
     "sign_in_teacher",
+    "submit_lesson_run",
     "update_class_settings",
+    "variant_for",
 ]

@@ -55,7 +55,7 @@ import secrets
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -452,7 +452,13 @@ def _update(home: Path, run_id: str, **fields: Any) -> None:
 # --- the queue API (any process) -----------------------------------------------------------
 
 
-def submit(config: RunConfig, *, actor: Identity | None = None, home: Path | None = None) -> str:
+def submit(
+    config: RunConfig,
+    *,
+    actor: Identity | None = None,
+    home: Path | None = None,
+    labels: Mapping[str, Any] | None = None,
+) -> str:
     """Create a run directory for `config` and queue its training; return the run id.
 
     In class mode the run records its submitter (``run.json``'s ``"owner"``, the job's
@@ -465,6 +471,8 @@ def submit(config: RunConfig, *, actor: Identity | None = None, home: Path | Non
         actor: who submits it (default ``None``: the operator, no owner recorded and no
             limit).
         home: the workspace root (default ``TL_HOME``).
+        labels: more ``run.json`` entries (default ``None``), such as the lesson a run
+            belongs to (`tl_core.classroom.lessons.submit_lesson_run`).
 
     Example:
         >>> run_id = submit(RunConfig(dataset_id="0123456789ab"))  # doctest: +SKIP
@@ -487,7 +495,7 @@ def submit(config: RunConfig, *, actor: Identity | None = None, home: Path | Non
         with _transaction(home, write=True) as conn:
             if limit is not None:
                 _refuse_over_limit(conn, owner, limit)
-            prepare_run(root, config, run_id=run_id, owner=owner)
+            prepare_run(root, config, run_id=run_id, owner=owner, labels=labels)
             now = time.time()
             conn.execute(
                 "INSERT INTO jobs (run_id, state, owner, created_at, queued_at, updated_at) "

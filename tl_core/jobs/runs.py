@@ -28,6 +28,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -514,7 +515,12 @@ def _stamp(path: Path) -> _FileStamp:
 
 
 def prepare_run(
-    run_dir: Path, config: RunConfig, *, run_id: str | None = None, owner: str | None = None
+    run_dir: Path,
+    config: RunConfig,
+    *,
+    run_id: str | None = None,
+    owner: str | None = None,
+    labels: Mapping[str, Any] | None = None,
 ) -> RunFiles:
     """Create a run directory with its ``run.json`` (config) and a ``queued`` status.
 
@@ -523,13 +529,20 @@ def prepare_run(
         config: the run's settings.
         run_id: the id recorded in ``run.json`` (default ``None``: the directory's name).
         owner: who submitted the run in class mode (default ``None``: nothing recorded).
+        labels: more top-level ``run.json`` entries, such as ``{"lesson": {...}}`` for a
+            lesson's run (default ``None``: none); the worker keeps them when it rewrites
+            ``run.json``. They may not replace the entries above.
 
     Example:
         >>> prepare_run(run_path(run_id), config, run_id=run_id, owner="Ada")  # doctest: +SKIP
 
     Raises:
         JobError: when `run_dir` already holds a run.
+        ValueError: when `labels` names ``run_id``, ``config``, ``created`` or ``owner``.
     """
+    reserved = sorted(set(labels or {}) & {"run_id", "config", "created", "owner"})
+    if reserved:
+        raise ValueError(f"run.json labels may not replace {reserved}")
     files = RunFiles(Path(run_dir))
     if files.config.exists():
         raise JobError(
@@ -540,6 +553,7 @@ def prepare_run(
     doc = {"run_id": run_id or files.root.name, "config": config.to_json(), "created": time.time()}
     if owner is not None:
         doc["owner"] = owner
+    doc.update(labels or {})
     write_json_atomic(files.config, doc)
     write_status(files.root, RunStatus(state="queued", total_epochs=config.total_epochs))
     return files
