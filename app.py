@@ -10,7 +10,7 @@ Pages run inside `ui.shell.inside_app`, so that none of them can run without thi
 
 import streamlit as st
 
-from ui import datasets, jobs, shell, sidebar, signin, wizard
+from ui import datasets, jobs, setup_link, shell, sidebar, signin, wizard
 
 st.set_page_config(
     page_title="Transfer-learning studio", page_icon=":material/school:", layout="wide"
@@ -22,6 +22,7 @@ if person is not None:  # before the page, which may stop the script early
     with st.sidebar:
         signin.render_signed_in(person)
 datasets.sync_dataset_with_url()
+setup_link.apply_shared_setup()
 with shell.inside_app():
     page.run()
 sidebar.render()

@@ -9,7 +9,7 @@ watch, without its buttons.
 
 import streamlit as st
 
-from ui import run_view, runs_view, shell, state
+from ui import run_view, runs_view, setup_link, shell, state
 from ui.errors import user_errors
 
 shell.ensure_app()
@@ -36,4 +36,5 @@ picked = runs_view.pick_run(runs)
 if picked is not None:
     with user_errors():
         run_view.render_run(picked)
+        setup_link.render_setup_link(picked)
         runs_view.render_delete(picked)
