@@ -3,6 +3,11 @@
 Training runs in a worker process started by the server's scheduler; this page only
 queues runs and reads what the worker writes. The run shown is in the URL (``?run=``),
 so a reload, or a visit after a restart of the app, finds it again.
+
+In a lesson (the Lesson picker, kept in ``?lesson=``) the lesson brings the dataset, the
+backbone and the recipe, so the Data, Backbone and Layers steps are not needed: the form
+shows the teacher's locked settings greyed with their reasons, asks the lesson's question,
+and unlocks Start once a prediction is saved.
 """
 
 import streamlit as st
@@ -27,6 +32,9 @@ backbone_view.sync_backbone_with_url()
 report = None
 with user_errors():
     report = datasets.current_dataset()
+lesson = None
+with user_errors():
+    lesson = training.render_lesson_picker()
 
 run_id = state.run_id()
 if run_id is not None:
@@ -38,7 +46,10 @@ if run_id is not None:
 
 # With a run on show, the form folds away under it, so that the run stays in view.
 with st.expander("Train another run", icon=":material/add:") if run_id else st.container():
-    if report is None:
+    if lesson is not None:
+        with user_errors():
+            training.render_lesson(lesson)
+    elif report is None:
         st.info(
             "Choose a dataset first: the images your model learns from.", icon=":material/info:"
         )

@@ -34,6 +34,7 @@ import streamlit as st
 from tl_core import TLError, tl_home
 from tl_core.analysis.compare import ghost_curves, run_labels
 from tl_core.classroom.identity import TEACHER_NAME, Identity
+from tl_core.classroom.lessons import OPERATOR_NAME, lesson_of_run, load_lesson, prediction_for
 from tl_core.classroom.ownership import may_list_run, run_owner, shared_runs
 from tl_core.jobs.fairshare import queue_wait
 from tl_core.jobs.progress import describe_duration, training_progress
@@ -161,6 +162,7 @@ def render_run(run_id: str, *, ghosts: bool = False) -> None:
     epochs, _ = _follower(run_id, str(tl_home())).read()
     summary = dataclasses.replace(summarize_run(run_id, epochs=epochs), state=states.shown)
     _render_header(run_id, summary, states, controls=may_control(run_id))
+    _render_lesson(run_id, summary.owner)
     st.session_state.pop(_seen_key(run_id), None)  # a full run draws everything again
     poll = _poll_seconds(run_id) if active else None
     st.fragment(_live_run, run_every=poll)(run_id, states, _epochs_key(epochs), poll)
@@ -286,6 +288,39 @@ def _render_header(run_id: str, summary: RunSummary, states: _States, *, control
     with action_col:
         _render_action(run_id, states, finishing=summary.state in FINAL_STATES)
     _render_writer_facts(states)
+
+
+def lesson_line(run_id: str, owner: str | None) -> str | None:
+    """The lesson a run belongs to, its arm and the prediction made before it started, in
+    Markdown; ``None`` for a run made outside lessons.
+
+    Example:
+        >>> lesson_line("20261207-204500-a1b2c3", "Ada")  # doctest: +SKIP
+        'Lesson **Feature extraction vs fine-tuning** · arm **Fine-tune top 4** · …'
+    """
+    label = lesson_of_run(run_id)
+    if label is None:
+        return None
+    try:
+        title = load_lesson(label["id"]).title
+    except TLError:
+        title = label["id"]  # the lesson was deleted; its runs keep its id
+    prediction = label.get("prediction")
+    if not isinstance(prediction, str):
+        prediction = prediction_for(label["id"], owner or OPERATOR_NAME)
+    parts = [f"Lesson **{escape_markdown(title)}**"]
+    if label.get("variant"):
+        parts.append(f"arm **{escape_markdown(str(label['variant']))}**")
+    if prediction:
+        parts.append(f"predicted: *{escape_markdown(prediction)}*")
+    return " · ".join(parts)
+
+
+def _render_lesson(run_id: str, owner: str | None) -> None:
+    """Show the run's lesson and prediction beside its result (nothing outside lessons)."""
+    line = lesson_line(run_id, owner)
+    if line is not None:
+        st.info(line, icon=":material/school:")
 
 
 def may_control(run_id: str) -> bool:

@@ -542,6 +542,55 @@ def next_augment_preview_draw() -> None:
     st.session_state[AUGMENT_PREVIEW_DRAW] = augment_preview_draw() + 1
 
 
+# --- lessons ---------------------------------------------------------------------------------
+
+#: The lesson this session trains in (a lesson id), mirrored into ``?lesson=``; absent: none.
+LESSON_ID = "lesson_id"
+#: Query parameter that carries the lesson across browser reloads.
+LESSON_PARAM = "lesson"
+#: The values a lesson's student chose for its editable model settings (freeze plan, image
+#: size, share of the images), by `RunConfig` field; the Train page's own fields use
+#: `train_setting`.
+LESSON_VALUES = "lesson_values"
+
+
+def lesson_id() -> str | None:
+    """Return the id of the lesson this session trains in, or ``None``."""
+    return _get(LESSON_ID, str)
+
+
+def set_lesson_id(value: str) -> None:
+    """Train in the lesson `value` in this session and put it into the URL."""
+    if st.session_state.get(LESSON_ID) != value:
+        st.session_state.pop(LESSON_VALUES, None)  # another lesson starts from its own values
+    st.session_state[LESSON_ID] = value
+    if st.query_params.get(LESSON_PARAM) != value:
+        st.query_params[LESSON_PARAM] = value
+
+
+def clear_lesson_id() -> None:
+    """Leave the lesson, in the session and in the URL."""
+    st.session_state.pop(LESSON_ID, None)
+    st.session_state.pop(LESSON_VALUES, None)
+    if LESSON_PARAM in st.query_params:
+        del st.query_params[LESSON_PARAM]
+
+
+def lesson_param() -> str | None:
+    """Return the lesson id the URL asks for (unvalidated), or ``None``."""
+    return st.query_params.get(LESSON_PARAM)
+
+
+def lesson_value(name: str) -> Any:
+    """Return the value the student chose for the lesson's editable setting `name`, or ``None``."""
+    return (_get(LESSON_VALUES, dict) or {}).get(name)
+
+
+def set_lesson_value(name: str, value: Any) -> None:
+    """Record the student's value for the lesson's editable setting `name`."""
+    st.session_state[LESSON_VALUES] = {**(_get(LESSON_VALUES, dict) or {}), name: value}
+
+
 # --- Evaluate, Compare, Predict & Export pages ----------------------------------------------
 # These pages read trained runs from disk. Their widgets keep their own keys (in their
 # ``ui/*_view.py`` modules); only what other pages read lives here.

@@ -11,17 +11,33 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
-from tl_core import DatasetReport, ImageRecord
-from tl_core.classroom.identity import same_name
+from tl_core import DatasetReport, ImageRecord, load_dataset
+from tl_core.classroom.identity import Identity, same_name
+from tl_core.classroom.lessons import (
+    OPERATOR_NAME,
+    Lesson,
+    Variant,
+    lesson_config,
+    list_lessons,
+    locked_reason,
+    open_lessons,
+    prediction_for,
+    record_prediction,
+    submit_lesson_run,
+    variant_for,
+)
 from tl_core.classroom.settings import read_class_settings
 from tl_core.config import (
     AUGMENTATIONS,
+    FREEZE_PRESETS,
     OPTIMIZERS,
     SCHEDULES,
     RunConfig,
@@ -30,12 +46,14 @@ from tl_core.config import (
 from tl_core.data.augment import CONTRAST_FACTOR, ROTATION_FACTOR, ZOOM_FACTOR, augment_preview
 from tl_core.jobs.queue import list_jobs, submit
 from tl_core.jobs.runs import ACTIVE_STATES
+from tl_core.models import catalog
 from tl_core.models.backbones import get_backbone
 from tl_core.models.blocks import BlockInfo
 from tl_core.models.classifier import plan_trainable_blocks
 from tl_core.models.estimate import PhasePlan
 from tl_core.viz.markdown import escape_markdown
 from ui import state
+from ui.errors import user_errors
 from ui.identity import current_actor
 from ui.layers_view import current_device, describe_run_time, estimate_run_time
 
@@ -162,7 +180,11 @@ def run_limit_reached() -> str | None:
 
 
 def render_form(
-    choice: state.ModelChoice, report: DatasetReport, block_count: int | None
+    choice: state.ModelChoice,
+    report: DatasetReport,
+    block_count: int | None,
+    *,
+    lesson: LessonForm | None = None,
 ) -> dict[str, Any]:
     """Draw the settings and return them (`current_settings`: widget changes are stored by
     their callbacks before the script runs).
@@ -171,8 +193,23 @@ def render_form(
         choice: the session's model choices.
         report: the chosen dataset (its images feed the augmentation preview).
         block_count: blocks of the backbone, when known (caps the fine-tune blocks).
+        lesson: in a lesson, its values and locks (default ``None``: the wizard's form).
     """
-    settings = current_settings(choice)
+    if lesson is not None:
+        token = _LOCKS.set(lesson)
+        try:
+            return _render_columns(lesson.settings(choice), choice, report, block_count)
+        finally:
+            _LOCKS.reset(token)
+    return _render_columns(current_settings(choice), choice, report, block_count)
+
+
+def _render_columns(
+    settings: dict[str, Any],
+    choice: state.ModelChoice,
+    report: DatasetReport,
+    block_count: int | None,
+) -> dict[str, Any]:
     schedule_col, recipe_col, augment_col = st.columns(3, gap="medium")
     with schedule_col.container(border=True, height="stretch"):
         st.markdown(":material/speed: **How long, how fast**")
@@ -229,15 +266,46 @@ def render_time_estimate(
     )
 
 
-def _field(name: str, widget: Callable[..., Any], label: str, value: Any, **options: Any) -> Any:
-    """Draw `widget` for the field `name` showing `value`; a change is stored in state."""
-    key = state.train_widget_key(name)
+def _field(
+    name: str,
+    widget: Callable[..., Any],
+    label: str,
+    value: Any,
+    *,
+    key: str | None = None,
+    **options: Any,
+) -> Any:
+    """Draw `widget` for the field `name` showing `value`; a change is stored in state.
+
+    In a lesson (`render_form`'s ``lesson``) a change is kept for the lesson only, and a
+    locked field is drawn greyed, with a lock, its reason as help, and the reason as a
+    caption the first time the form shows it.
+
+    Args:
+        key: the widget key (default ``None``: `state.train_widget_key`).
+    """
+    key = key or state.train_widget_key(name)
     st.session_state[key] = value
-    return widget(label, key=key, on_change=_store_field, args=(name,), **options)
+    form = _LOCKS.get()
+    reason = form.reasons.get(name) if form is not None else None
+    if reason is not None:
+        label = f":material/lock: {label}"
+        options["disabled"] = True
+        options["help"] = reason
+    drawn = widget(
+        label, key=key, on_change=_store_field, args=(name, key, form is not None), **options
+    )
+    if reason is not None and form is not None:
+        form.caption(reason)
+    return drawn
 
 
-def _store_field(name: str) -> None:
-    state.set_train_setting(name, st.session_state[state.train_widget_key(name)])
+def _store_field(name: str, key: str, in_lesson: bool = False) -> None:
+    value = st.session_state[key]
+    if in_lesson:
+        state.set_lesson_value(name, value)
+    else:
+        state.set_train_setting(name, value)
 
 
 def _nearest(options: Sequence[float], value: float) -> float:
@@ -284,7 +352,7 @@ def _render_optimisation(settings: dict[str, Any], choice: state.ModelChoice) ->
         f"weights, {SCRATCH_LEARNING_RATE:g} from scratch. Too high and the loss jumps "
         "around; too low and nothing moves.",
     )
-    if state.train_setting("learning_rate") is None:
+    if state.train_setting("learning_rate") is None and _LOCKS.get() is None:
         weights = "pretrained weights" if choice.pretrained else "training from scratch"
         st.caption(f"Suggested for {weights}.")
     _field(
@@ -387,13 +455,22 @@ def _render_recipe(
 
 def _render_augmentation(settings: dict[str, Any], report: DatasetReport, image_size: int) -> None:
     chosen = tuple(settings["augmentation"])
+    form = _LOCKS.get()
+    reason = form.reasons.get("augmentation") if form is not None else None
     columns = st.columns(2)
     for index, name in enumerate(AUGMENTATIONS):
         key = _augmentation_key(name)
         st.session_state[key] = name in chosen
         columns[index % 2].checkbox(
-            AUGMENTATION_LABELS[name], key=key, on_change=_store_augmentation
+            AUGMENTATION_LABELS[name],
+            key=key,
+            on_change=_store_augmentation,
+            args=(form is not None,),
+            disabled=reason is not None,
+            help=reason,
         )
+    if reason is not None and form is not None:
+        form.caption(reason)
     if not chosen:
         st.caption("No augmentation: the model sees every training image as it is.")
         return
@@ -424,9 +501,12 @@ def _augmentation_key(name: str) -> str:
     return f"{state.train_widget_key('augmentation')}_{name}"
 
 
-def _store_augmentation() -> None:
+def _store_augmentation(in_lesson: bool = False) -> None:
     chosen = tuple(name for name in AUGMENTATIONS if st.session_state.get(_augmentation_key(name)))
-    state.set_train_setting("augmentation", chosen)
+    if in_lesson:
+        state.set_lesson_value("augmentation", chosen)
+    else:
+        state.set_train_setting("augmentation", chosen)
 
 
 def _preview_records(report: DatasetReport) -> list[ImageRecord]:
@@ -512,3 +592,377 @@ def _render_more(settings: dict[str, Any], report: DatasetReport) -> None:
             "Mixed precision (float16 on the GPU: faster, less memory)",
             settings["mixed_precision"],
         )
+
+
+# --- lessons ---------------------------------------------------------------------------------
+
+#: Widget keys of the lesson parts of the Train page.
+LESSON_PICKER = "lesson_picker"
+LESSON_ARM_PICK = "lesson_arm_pick"
+LESSON_START = "lesson_start"
+#: The model settings a lesson may leave to students, drawn above the form in a lesson.
+SETUP_FIELDS = ("weights", "freeze", "unfreeze_last", "train_bn", "train_fraction", "image_size")
+#: Every setting the Train page can offer a lesson's students (the Class page lists these).
+LESSON_EDITABLE_FIELDS = SETUP_FIELDS + state.TRAIN_FIELDS
+_FREEZE_LABELS = {
+    "feature-extraction": "Feature extraction (backbone frozen)",
+    "fine-tune": "Fine-tune the top blocks",
+    "full": "Train every block",
+    "custom": "Custom blocks",
+}
+_WEIGHTS_LABELS = {"imagenet": "ImageNet (pretrained)", "none": "None (from scratch)"}
+
+
+@dataclass
+class LessonForm:
+    """A lesson as the Train page draws it for one person.
+
+    Attributes:
+        lesson: the lesson.
+        arm: the arm the person trains in (``None``: the lesson has none).
+        values: every `RunConfig` field as it would run now: the lesson's, the arm's, and
+            the person's changes to the editable ones.
+        reasons: why each locked field is locked (editable fields are absent).
+        shown: the reasons already captioned, so a reason shared by many fields shows once.
+    """
+
+    lesson: Lesson
+    arm: Variant | None
+    values: dict[str, Any]
+    reasons: dict[str, str]
+    shown: set[str] = field(default_factory=set)
+
+    def settings(self, choice: state.ModelChoice) -> dict[str, Any]:
+        """The form's values of the Train page's fields, ruled-out options switched off."""
+        settings = {name: self.values[name] for name in state.TRAIN_FIELDS}
+        for name in blocked_options(choice, settings):
+            settings[name] = False
+        return settings
+
+    def requested(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The editable settings as the person left them, for `submit_lesson_run`."""
+        merged = {**self.values, **settings}
+        return {name: merged[name] for name in self.values if name not in self.reasons}
+
+    def caption(self, reason: str) -> None:
+        """Caption `reason` under a locked field, unless an earlier field showed it."""
+        if reason not in self.shown:
+            self.shown.add(reason)
+            st.caption(f":material/lock: {escape_markdown(reason)}")
+
+
+_LOCKS: ContextVar[LessonForm | None] = ContextVar("lesson_form", default=None)
+
+
+def lesson_form(lesson: Lesson, name: str, arm: Variant | None) -> LessonForm:
+    """The lesson's values and locks for `name` training in `arm`, with the changes this
+    session made to the editable settings."""
+    values = lesson_config(lesson, name, {}, variant=arm).to_json()
+    reasons = {}
+    for setting in values:
+        reason = locked_reason(lesson, setting, arm)
+        if reason is not None:
+            reasons[setting] = reason
+        elif state.lesson_value(setting) is not None:
+            chosen = state.lesson_value(setting)
+            values[setting] = list(chosen) if isinstance(chosen, tuple) else chosen
+    return LessonForm(lesson, arm, values, reasons)
+
+
+def lesson_choice(values: Mapping[str, Any]) -> state.ModelChoice:
+    """The model choices a lesson's `values` make, as the form and the estimate read them."""
+    spec = get_backbone(values["backbone"])
+    weights = values["weights"]
+    source = {"imagenet": "imagenet", "none": "scratch"}.get(weights, "file")
+    return state.ModelChoice(
+        backbone=spec.id,
+        weights_source=source,
+        weights_auto=False,
+        weights_path=weights if source == "file" else None,
+        image_size=values["image_size"] or spec.default_input_size,
+        image_size_auto=values["image_size"] is None,
+        suggested_image_size=spec.default_input_size,
+        typical_side=None,
+        preset=values["freeze"],
+        unfreeze_last=values["unfreeze_last"],
+        trainable_blocks=tuple(values["trainable_blocks"]),
+        train_bn=values["train_bn"],
+    )
+
+
+def pickable_lessons() -> list[Lesson]:
+    """The lessons the Lesson picker offers: the open ones to a student, every lesson to
+    the teacher and in single-user mode (a self-learner opens nothing)."""
+    actor = current_actor()
+    return list_lessons() if actor is None or actor.is_teacher else open_lessons()
+
+
+def render_lesson_picker() -> Lesson | None:
+    """The Lesson picker (only when there are lessons to pick); return the picked lesson.
+
+    The choice is kept in the session and in ``?lesson=``, so a reload keeps it. A lesson
+    that closed or went away since is dropped with a sentence saying so.
+    """
+    lessons = {lesson.lesson_id: lesson for lesson in pickable_lessons()}
+    asked = state.lesson_id() or state.lesson_param()
+    if asked is not None and asked not in lessons:
+        state.clear_lesson_id()
+        st.warning(
+            "That lesson is not open any more (or was deleted), so the form is the usual one. "
+            "Pick another lesson, or ask the teacher to open it.",
+            icon=":material/school:",
+        )
+        asked = None
+    if not lessons:
+        return None
+    if asked is not None and state.lesson_id() != asked:
+        state.set_lesson_id(asked)
+    st.session_state[LESSON_PICKER] = asked or ""
+    st.selectbox(
+        "Lesson",
+        ["", *lessons],
+        key=LESSON_PICKER,
+        format_func=lambda lesson_id: _lesson_label(lessons.get(lesson_id)),
+        on_change=_store_lesson,
+        help="A lesson sets up the run for you: the teacher's dataset, backbone and recipe, "
+        "with a question to predict before you train.",
+    )
+    return lessons.get(asked) if asked else None
+
+
+def _lesson_label(lesson: Lesson | None) -> str:
+    if lesson is None:
+        return "No lesson"
+    return lesson.title + ("" if lesson.is_open else " (closed)")
+
+
+def _store_lesson() -> None:
+    picked = st.session_state.get(LESSON_PICKER)
+    if picked:
+        state.set_lesson_id(picked)
+    else:
+        state.clear_lesson_id()
+
+
+def render_lesson(lesson: Lesson) -> None:
+    """The Train page in a lesson: its page, the person's arm, the locked and editable
+    settings, the question with the prediction, and Start (unlocked by a saved prediction).
+
+    Raises `TLError` when the lesson's dataset cannot be loaded.
+    """
+    actor = current_actor()
+    name = actor.name if actor is not None else OPERATOR_NAME
+    st.subheader(lesson.title, anchor=False)
+    if not lesson.is_open:
+        st.caption("Closed to the class: only the teacher (or you, alone) can run it now.")
+    if lesson.explanation:
+        with st.expander("About this lesson", icon=":material/school:"):
+            st.markdown(lesson.explanation)
+    arm = _render_arm(lesson, actor, name)
+    report = load_dataset(lesson.settings["dataset_id"], actor=actor)
+    form = lesson_form(lesson, name, arm)
+    choice = lesson_choice(form.values)
+    with st.container(border=True):
+        st.markdown(":material/school: **The lesson's setup**")
+        _render_setup(form, report)
+    blocks = catalog.cached_backbone_blocks(choice.backbone, choice.image_size)
+    settings = render_form(choice, report, len(blocks) if blocks else None, lesson=form)
+    render_time_estimate(choice, report, blocks, settings)
+    predicted = _render_prediction(lesson, actor, name)
+    limit = run_limit_reached()
+    if limit is not None:
+        st.info(limit, icon=":material/block:")
+    waiting = bool(lesson.question) and predicted is None
+    if waiting:
+        st.caption(":material/lock: Save your prediction to unlock Start training.")
+    if st.button(
+        "Start training",
+        type="primary",
+        icon=":material/play_arrow:",
+        key=LESSON_START,
+        disabled=waiting or limit is not None,
+    ):
+        with user_errors():
+            start_lesson_training(form, settings)
+            st.rerun()
+
+
+def _render_arm(lesson: Lesson, actor: Identity | None, name: str) -> Variant | None:
+    """Say the student's arm; let the teacher and a self-learner pick one."""
+    if not lesson.variants:
+        return None
+    given = variant_for(lesson, name)
+    if actor is not None and not actor.is_teacher:
+        st.info(f"Your arm: **{escape_markdown(given.name)}**", icon=":material/call_split:")
+        st.caption(
+            "The class's arms are handed out in turn, so every arm is run by someone; the "
+            "board puts the results side by side."
+        )
+        return given
+    names = [variant.name for variant in lesson.variants]
+    picked = st.selectbox(
+        "Arm",
+        names,
+        index=names.index(given.name),
+        key=f"{LESSON_ARM_PICK}_{lesson.lesson_id}",
+        help="Students get their arm in turn; you can run any of them, one after another.",
+    )
+    return lesson.variant_named(picked)
+
+
+def _render_setup(form: LessonForm, report: DatasetReport) -> None:
+    """The lesson's model settings: greyed with the teacher's value where locked."""
+    token = _LOCKS.set(form)
+    try:
+        values = form.values
+        reason = form.reasons.get("dataset_id")
+        st.text_input(
+            ":material/lock: Dataset" if reason else "Dataset",
+            value=report.source_name or report.dataset_id,
+            disabled=True,
+            help=reason,
+            key="lesson_setup_dataset",
+        )
+        if reason:
+            form.caption(reason)
+        left, right = st.columns(2)
+        with left:
+            st.text_input(
+                ":material/lock: Backbone",
+                value=get_backbone(values["backbone"]).keras_name,
+                disabled=True,
+                help=form.reasons.get("backbone"),
+                key="lesson_setup_backbone",
+            )
+            _setup_field(
+                "weights",
+                st.selectbox,
+                "Weights",
+                values["weights"],
+                options=list(_WEIGHTS_LABELS)
+                if values["weights"] in _WEIGHTS_LABELS
+                else [values["weights"]],
+                format_func=lambda w: _WEIGHTS_LABELS.get(w, "A weights file"),
+            )
+            _setup_field(
+                "train_fraction",
+                st.slider,
+                "Share of the training images",
+                float(values["train_fraction"]),
+                min_value=0.05,
+                max_value=1.0,
+                step=0.05,
+                format="%.2f",
+            )
+        with right:
+            presets = [p for p in FREEZE_PRESETS if p != "custom" or values["freeze"] == "custom"]
+            _setup_field(
+                "freeze",
+                st.selectbox,
+                "Freeze plan",
+                values["freeze"],
+                options=presets,
+                format_func=_FREEZE_LABELS.__getitem__,
+            )
+            if values["freeze"] == "fine-tune":
+                _setup_field(
+                    "unfreeze_last",
+                    st.number_input,
+                    "Top blocks that train",
+                    values["unfreeze_last"],
+                    min_value=0,
+                    max_value=1000,
+                    step=1,
+                )
+            _setup_field(
+                "train_bn",
+                st.toggle,
+                "Let BatchNorm train",
+                values["train_bn"],
+                help_text="On: BatchNorm in the trainable blocks uses each batch's "
+                "statistics and updates its running averages.",
+            )
+            _setup_field(
+                "image_size",
+                st.number_input,
+                "Image size (px)",
+                values["image_size"] or get_backbone(values["backbone"]).default_input_size,
+                min_value=32,
+                max_value=512,
+                step=1,
+            )
+    finally:
+        _LOCKS.reset(token)
+
+
+def _setup_field(
+    name: str,
+    widget: Callable[..., Any],
+    label: str,
+    value: Any,
+    *,
+    help_text: str = "",
+    **options: Any,
+) -> None:
+    if help_text and name not in _current_form().reasons:
+        options["help"] = help_text
+    _field(name, widget, label, value, key=f"lesson_{name}_input", **options)
+
+
+def _current_form() -> LessonForm:
+    form = _LOCKS.get()
+    if form is None:
+        raise RuntimeError("lesson fields are drawn inside a lesson only")
+    return form
+
+
+def _render_prediction(lesson: Lesson, actor: Identity | None, name: str) -> str | None:
+    """The lesson's question, the prediction input and Save prediction; return the saved
+    prediction (``None`` before one is saved, or when the lesson asks nothing)."""
+    if not lesson.question:
+        return None
+    saved = prediction_for(lesson.lesson_id, name)
+    with st.container(border=True):
+        st.markdown(f":material/help: **{escape_markdown(lesson.question)}**")
+        key = f"lesson_prediction_{lesson.lesson_id}"
+        if lesson.prediction_choices:
+            choices = list(lesson.prediction_choices)
+            text = st.selectbox(
+                "Your prediction",
+                choices,
+                index=choices.index(saved) if saved in choices else None,
+                placeholder="Pick what you expect",
+                key=key,
+            )
+        else:
+            text = st.text_area(
+                "Your prediction",
+                value=saved or "",
+                placeholder="What do you expect, and why? A sentence is enough.",
+                key=key,
+            )
+        if st.button("Save prediction", icon=":material/edit_note:", key=f"{key}_save"):
+            with user_errors():
+                record_prediction(actor, lesson.lesson_id, text or "")
+                st.rerun()
+        if saved is not None:
+            st.caption(f"Saved prediction: {escape_markdown(saved)}")
+    return saved
+
+
+def start_lesson_training(form: LessonForm, settings: Mapping[str, Any]) -> str:
+    """Queue the session's run in the lesson (`submit_lesson_run`) and show it.
+
+    Returns the new run id. Raises `TLError` (`AccessDenied` for a closed lesson, a missing
+    prediction, a locked setting, or the class's limits) and leaves the session as it was.
+    """
+    actor = current_actor()
+    chooses = actor is None or actor.is_teacher
+    run_id = submit_lesson_run(
+        actor,
+        form.lesson.lesson_id,
+        form.requested(settings),
+        variant=form.arm.name if chooses and form.arm is not None else None,
+    )
+    state.set_run_id(run_id)
+    return run_id
