@@ -82,15 +82,22 @@ COMPARE_PAGE = "pages/compare.py"
 RUNS_PAGE = "pages/runs.py"
 #: The teacher's page (class mode only): students, the queue, quotas, sharing.
 CLASS_PAGE = "pages/class_room.py"
+#: The class board of a lesson, for the projector: the teacher's in class mode, and the
+#: self-learner's in single-user mode (the results of their own lesson runs).
+BOARD_PAGE = "pages/board.py"
 
 
 def pages() -> list[st.Page]:
     """Return one ``st.Page`` per step for ``st.navigation``, then the Compare and Runs
-    pages, and the Class page for the teacher in class mode; the first step is the home
-    page."""
+    pages, the Class page for the teacher in class mode, and the Board page for the teacher
+    and in single-user mode; the first step is the home page."""
     extra = []
     if identity.class_mode() and identity.is_teacher():
         extra.append(st.Page(CLASS_PAGE, title="Class", icon=":material/groups:", url_path="class"))
+    if identity.is_teacher():  # the teacher, or single-user mode
+        extra.append(
+            st.Page(BOARD_PAGE, title="Board", icon=":material/co_present:", url_path="board")
+        )
     return [
         st.Page(
             step.script,
