@@ -62,6 +62,7 @@ from playwright.sync_api import Error as PlaywrightError
 from bench.app_server import CHROMIUM, CHROMIUM_ARGS, descendants, serve_app
 from tests.e2e.class_support import (
     CLASS_CODE,
+    STEP_MS,
     choose_tiny_model,
     class_env,
     exceptions_on,
@@ -242,13 +243,14 @@ def _join_all(browser: Any, url: str, args: argparse.Namespace) -> list[_Student
     """Phase 1: every student joins and fills the Train form; a failure is kept, not raised."""
     students = []
     for index in range(1, args.students + 1):
-        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        student = _Student(f"Student {index:02d}", page)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(STEP_MS)
+        student = _Student(f"Student {index:02d}", context.new_page())
         try:
-            join(page, url, student.name, CLASS_CODE)
-            choose_tiny_model(page, args.image_size)
+            join(student.page, url, student.name, CLASS_CODE)
+            choose_tiny_model(student.page, args.image_size)
             student.joined = True
-            open_train_form(page, args.epochs)
+            open_train_form(student.page, args.epochs)
         except _TAB_ERRORS as exc:  # one student's failure must not end the class
             student.error = f"joining: {_first_line(exc)}"
         students.append(student)

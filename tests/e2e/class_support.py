@@ -14,11 +14,14 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser_support import TIMEOUT_MS, nav, wait_until_settled
+from tests.e2e.browser_support import nav, wait_until_settled
 
 #: The class's code and the teacher's password on the servers these steps drive.
 CLASS_CODE = "MAPLE-42"
 TEACHER_PASSWORD = "staffroom-key"
+#: How long one step may wait for the app (a script run, a click's target): generous,
+#: since a class's server serves up to 30 tabs on two busy cores.
+STEP_MS = 60_000
 #: The sample's first ingest runs in a background process (Python and Pillow imports, 320
 #: images), which a busy machine can stretch to a minute.
 SAMPLE_MS = 120_000
@@ -62,10 +65,10 @@ def class_env(code: str = CLASS_CODE, password: str = TEACHER_PASSWORD) -> dict[
 
 def fill_join_form(page: Page, name: str, code: str) -> None:
     """Type `name` and `code` into the sign-in form and click **Join class**."""
-    page.get_by_label("Your name").fill(name)
-    page.get_by_label("Class code").fill(code)
-    page.get_by_role("button", name="Join class").click()
-    wait_until_settled(page)
+    page.get_by_label("Your name").fill(name, timeout=STEP_MS)
+    page.get_by_label("Class code").fill(code, timeout=STEP_MS)
+    page.get_by_role("button", name="Join class").click(timeout=STEP_MS)
+    wait_until_settled(page, STEP_MS)
 
 
 def join(page: Page, url: str, name: str, code: str = CLASS_CODE) -> None:
@@ -73,52 +76,53 @@ def join(page: Page, url: str, name: str, code: str = CLASS_CODE) -> None:
 
     The Data page then chooses the bundled sample; this waits until it is shown.
     """
-    page.goto(url)
-    wait_until_settled(page)
+    page.goto(url, timeout=STEP_MS)
+    wait_until_settled(page, STEP_MS)
     fill_join_form(page, name, code)
     sidebar = page.get_by_test_id("stSidebarUserContent")
-    expect(sidebar.get_by_text(name, exact=False).first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(sidebar.get_by_text(name, exact=False).first).to_be_visible(timeout=STEP_MS)
     expect(page.get_by_role("heading", name="sample_shapes.zip")).to_be_visible(timeout=SAMPLE_MS)
-    wait_until_settled(page)
+    wait_until_settled(page, STEP_MS)
 
 
 def sign_in_as_teacher(page: Page, url: str, password: str = TEACHER_PASSWORD) -> None:
     """Open the app in a fresh tab and sign in as the teacher."""
-    page.goto(url)
-    wait_until_settled(page)
-    page.get_by_label("Teacher password").fill(password)
-    page.get_by_role("button", name="Sign in as teacher").click()
-    wait_until_settled(page)
+    page.goto(url, timeout=STEP_MS)
+    wait_until_settled(page, STEP_MS)
+    page.get_by_label("Teacher password").fill(password, timeout=STEP_MS)
+    page.get_by_role("button", name="Sign in as teacher").click(timeout=STEP_MS)
+    wait_until_settled(page, STEP_MS)
 
 
 def choose_tiny_model(page: Page, image_size: int = 32) -> None:
     """On the Backbone page: MobileNetV3Small, random weights, `image_size` pixels."""
-    nav(page, "Backbone")
+    nav(page, "Backbone", STEP_MS)
     picker = page.get_by_role("combobox", name="Backbone")
-    picker.click()
-    page.get_by_role("option", name=TINY_BACKBONE).click()
-    wait_until_settled(page)
-    expect(picker).to_have_value(TINY_BACKBONE)
-    page.get_by_test_id("stRadioGroup").get_by_text("From scratch", exact=True).click()
-    wait_until_settled(page)
+    picker.click(timeout=STEP_MS)
+    page.get_by_role("option", name=TINY_BACKBONE).click(timeout=STEP_MS)
+    wait_until_settled(page, STEP_MS)
+    expect(picker).to_have_value(TINY_BACKBONE, timeout=STEP_MS)
+    radio = page.get_by_test_id("stRadioGroup").get_by_text("From scratch", exact=True)
+    radio.click(timeout=STEP_MS)
+    wait_until_settled(page, STEP_MS)
     set_number(page, "Image size (pixels per side)", image_size)
 
 
 def open_train_form(page: Page, epochs: int) -> None:
     """Open the Train page with its form showing and `epochs` set, ready to start."""
-    nav(page, "Train")
+    nav(page, "Train", STEP_MS)
     another = page.get_by_test_id("stExpander").filter(has_text="Train another run")
     if another.count():
         # With a run on show the form is folded under it.
-        another.get_by_text("Train another run").click()
+        another.get_by_text("Train another run").click(timeout=STEP_MS)
     set_number(page, "Epochs", epochs)
 
 
 def start_run(page: Page) -> str:
     """Click **Start training** on an open Train form; return the new run's id."""
-    page.get_by_role("button", name="Start training").click()
-    wait_until_settled(page)
-    page.wait_for_url(RUN_IN_URL, timeout=TIMEOUT_MS)
+    page.get_by_role("button", name="Start training").click(timeout=STEP_MS)
+    wait_until_settled(page, STEP_MS)
+    page.wait_for_url(RUN_IN_URL, timeout=STEP_MS)
     found = RUN_IN_URL.search(page.url)
     assert found, page.url
     return found.group(1)
@@ -127,9 +131,9 @@ def start_run(page: Page) -> str:
 def set_number(page: Page, label: str, value: int) -> None:
     """Type `value` into the number input `label` and wait for the rerun."""
     box = page.get_by_role("spinbutton", name=label)
-    box.fill(str(value))
-    box.press("Enter")
-    wait_until_settled(page)
+    box.fill(str(value), timeout=STEP_MS)
+    box.press("Enter", timeout=STEP_MS)
+    wait_until_settled(page, STEP_MS)
 
 
 def record_epoch_times(page: Page) -> None:
