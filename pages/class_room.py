@@ -1,7 +1,8 @@
 """Class: the teacher's view of the class (class mode only).
 
 Who joined and how their runs go, the whole queue with its order, the per-student limits,
-and the runs shared with the class. Only the teacher's navigation lists this page; a student
+the runs shared with the class, and the lessons (made from a built-in or a run, opened and
+closed, exported and imported). Only the teacher's navigation lists this page; a student
 who types its address is refused here, and the core refuses their actions anyway.
 """
 
@@ -36,7 +37,9 @@ with user_errors():
 if overview is None:
     st.stop()
 
-students, queue, quotas, share = st.tabs(["Students", "Queue", "Quotas", "Share"])
+students, queue, quotas, share, lessons = st.tabs(
+    ["Students", "Queue", "Quotas", "Share", "Lessons"]
+)
 with students:
     class_view.render_students(overview, actor)
 with queue:
@@ -45,3 +48,5 @@ with quotas:
     class_view.render_quotas(overview.settings, actor)
 with share:
     class_view.render_share(overview, actor)
+with lessons:
+    class_view.render_lessons(overview, actor)

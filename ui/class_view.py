@@ -13,14 +13,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from tl_core import DatasetReport, list_datasets
 from tl_core.classroom import (
     ClassSettings,
     Identity,
+    Lesson,
+    builtin_lessons,
+    delete_lesson,
+    export_lesson,
+    import_lesson,
+    lesson_from_builtin,
+    lesson_from_run,
+    list_lessons,
     list_students,
+    open_lesson,
     read_class_settings,
     release_name,
     share_run,
@@ -28,15 +39,22 @@ from tl_core.classroom import (
     update_class_settings,
 )
 from tl_core.classroom.identity import same_name
+from tl_core.classroom.lessons import DEFAULT_EDITABLE
 from tl_core.classroom.roster import Student
 from tl_core.jobs import fairshare
 from tl_core.jobs import queue as job_queue
 from tl_core.jobs.queue import Job, list_jobs
 from tl_core.jobs.runs import RunSummary
+from tl_core.models.backbones import list_backbones
+from tl_core.models.catalog import DEFAULT_BACKBONE
 from tl_core.models.estimate import describe_seconds
 from tl_core.viz.markdown import escape_markdown
 from ui import runs_view
+from ui import state as ui_state
+from ui.dataset_view import dataset_label
 from ui.errors import user_errors
+from ui.identity import current_actor
+from ui.training import LESSON_EDITABLE_FIELDS
 
 #: Widget keys, stable so that a rerun keeps the teacher's picks.
 RELEASE_PICK = "class_release_pick"
@@ -401,3 +419,251 @@ def _share(actor: Identity | None, run_id: str, shared: bool) -> str:
 def now_label() -> str:
     """The time the page was read, for its caption (the page does not refresh by itself)."""
     return time.strftime("%H:%M:%S")
+
+
+# --- lessons ---------------------------------------------------------------------------------
+
+#: Widget keys of the Lessons tab.
+BUILTIN_PICK = "class_lesson_builtin"
+BUILTIN_DATASET = "class_lesson_dataset"
+BUILTIN_BACKBONE = "class_lesson_backbone"
+BUILTIN_WEIGHTS = "class_lesson_weights"
+FROM_RUN_PICK = "class_lesson_run"
+FROM_RUN_TITLE = "class_lesson_title"
+FROM_RUN_QUESTION = "class_lesson_question"
+FROM_RUN_CHOICES = "class_lesson_choices"
+FROM_RUN_EDITABLE = "class_lesson_editable"
+LESSON_PICK = "class_lesson_pick"
+LESSON_UPLOAD = "class_lesson_upload"
+IMPORT_DATASET = "class_lesson_import_dataset"
+#: The class board's page, made by the board's own module; linked when it is there.
+BOARD_PAGE = "pages/board.py"
+_APP_ROOT = Path(__file__).resolve().parents[1]
+_WEIGHT_LABELS = {"imagenet": "ImageNet (pretrained)", "none": "None (from scratch)"}
+
+
+def lessons_table(lessons: list[Lesson]) -> pd.DataFrame:
+    """The lessons, one row each: title, whether open, arms, question."""
+    return pd.DataFrame(
+        {
+            "Lesson": [lesson.title for lesson in lessons],
+            "Open": [lesson.is_open for lesson in lessons],
+            "Arms": [len(lesson.variants) for lesson in lessons],
+            "Question": [lesson.question or "—" for lesson in lessons],
+            "Id": [lesson.lesson_id for lesson in lessons],
+        }
+    )
+
+
+def render_lessons(overview: ClassOverview, actor: Identity | None) -> None:
+    """The Lessons tab: the lessons with Open/Close, Delete and Export; creating one from a
+    built-in or a run; importing one; and the link to the class board."""
+    lessons = list_lessons()
+    if Path(_APP_ROOT, BOARD_PAGE).is_file():
+        st.page_link(BOARD_PAGE, label="Open the class board", icon=":material/co_present:")
+    if lessons:
+        st.dataframe(lessons_table(lessons), hide_index=True, width="stretch")
+        _render_lesson_actions(lessons, actor)
+    else:
+        st.info(
+            "No lessons yet. Create one below from a built-in lesson or from a run's settings, "
+            "then open it: students then find it in the Lesson picker of the Train page.",
+            icon=":material/school:",
+        )
+    with st.expander("New lesson from a built-in", icon=":material/school:", expanded=not lessons):
+        _render_from_builtin(actor)
+    with st.expander("New lesson from a run's settings", icon=":material/history:"):
+        _render_from_run(overview, actor)
+    with st.expander("Import a lesson", icon=":material/upload_file:"):
+        _render_import(actor)
+
+
+def _render_lesson_actions(lessons: list[Lesson], actor: Identity | None) -> None:
+    by_id = {lesson.lesson_id: lesson for lesson in lessons}
+    picked = st.selectbox(
+        "Lesson",
+        list(by_id),
+        format_func=lambda lesson_id: (
+            by_id[lesson_id].title + (" · open" if by_id[lesson_id].is_open else "")
+        ),
+        key=LESSON_PICK,
+    )
+    lesson = by_id[picked]
+    open_col, export_col, delete_col = st.columns(3)
+    with open_col:
+        if lesson.is_open:
+            if st.button("Close", key="class_lesson_close", icon=":material/lock:"):
+                _act(lambda: _set_open(actor, lesson, False))
+        elif st.button("Open to the class", key="class_lesson_open", icon=":material/lock_open:"):
+            _act(lambda: _set_open(actor, lesson, True))
+    with export_col:
+        st.download_button(
+            "Export",
+            data=export_lesson(lesson.lesson_id),
+            file_name=f"{lesson.lesson_id}.lesson.json",
+            mime="application/json",
+            key="class_lesson_export",
+            icon=":material/download:",
+            help="A JSON file to import next term, or on a colleague's studio.",
+        )
+    with delete_col:
+        if st.button("Delete", key="class_lesson_delete", icon=":material/delete:"):
+            _act(lambda: _delete_lesson(actor, lesson))
+    st.caption(
+        "Deleting a lesson keeps the runs made in it; they still say which lesson they were in."
+    )
+
+
+def _set_open(actor: Identity | None, lesson: Lesson, is_open: bool) -> str:
+    open_lesson(actor, lesson.lesson_id, is_open)
+    if is_open:
+        return (
+            f"**{escape_markdown(lesson.title)}** is open: students find it in the Lesson "
+            "picker of the Train page."
+        )
+    return f"**{escape_markdown(lesson.title)}** is closed: students can no longer run it."
+
+
+def _delete_lesson(actor: Identity | None, lesson: Lesson) -> str:
+    delete_lesson(actor, lesson.lesson_id)
+    return f"**{escape_markdown(lesson.title)}** is deleted; its runs stay."
+
+
+def _render_from_builtin(actor: Identity | None) -> None:
+    builtins = {lesson.lesson_id: lesson for lesson in builtin_lessons()}
+    picked = st.selectbox(
+        "Built-in lesson",
+        list(builtins),
+        format_func=lambda lesson_id: builtins[lesson_id].title,
+        key=BUILTIN_PICK,
+    )
+    st.caption(f"It asks: {escape_markdown(builtins[picked].question)}")
+    reports = _datasets_first_chosen()
+    if not reports:
+        st.info(
+            "A lesson needs a dataset: load the sample or upload an archive on the Data page.",
+            icon=":material/info:",
+        )
+        st.page_link("pages/data.py", label="Go to Data", icon=":material/photo_library:")
+        return
+    labels = {report.dataset_id: dataset_label(report) for report in reports}
+    dataset_id = st.selectbox(
+        "Dataset", list(labels), format_func=labels.__getitem__, key=BUILTIN_DATASET
+    )
+    backbones = [spec.id for spec in list_backbones()]
+    backbone_col, weights_col = st.columns(2)
+    backbone = backbone_col.selectbox(
+        "Backbone",
+        backbones,
+        index=backbones.index(DEFAULT_BACKBONE),
+        key=BUILTIN_BACKBONE,
+    )
+    weights = weights_col.radio(
+        "Weights",
+        list(_WEIGHT_LABELS),
+        format_func=_WEIGHT_LABELS.__getitem__,
+        key=BUILTIN_WEIGHTS,
+        horizontal=True,
+        help="The from-scratch arms of the data-size lesson start from random weights anyway.",
+    )
+    if st.button("Create lesson", key="class_lesson_create_builtin", icon=":material/add:"):
+        _act(lambda: _create_builtin(actor, picked, dataset_id, backbone, weights))
+
+
+def _datasets_first_chosen() -> list[DatasetReport]:
+    """The datasets the teacher may use, the session's chosen one first."""
+    reports = list_datasets(actor=current_actor())
+    chosen = ui_state.dataset_id()
+    return sorted(reports, key=lambda report: report.dataset_id != chosen)
+
+
+def _create_builtin(
+    actor: Identity | None, builtin_id: str, dataset_id: str, backbone: str, weights: str
+) -> str:
+    lesson = lesson_from_builtin(
+        actor, builtin_id, dataset_id=dataset_id, backbone=backbone, weights=weights
+    )
+    return (
+        f"Lesson **{escape_markdown(lesson.title)}** is ready, closed. Open it when the class "
+        "should start."
+    )
+
+
+def _render_from_run(overview: ClassOverview, actor: Identity | None) -> None:
+    if not overview.runs:
+        st.info(
+            "No runs yet: train one, then make a lesson of its settings.", icon=":material/info:"
+        )
+        return
+    by_id = {run.run_id: run for run in overview.runs}
+    run_id = st.selectbox(
+        "Run",
+        list(by_id),
+        format_func=lambda run_id: _share_label(by_id[run_id], False),
+        key=FROM_RUN_PICK,
+    )
+    title = st.text_input("Title", key=FROM_RUN_TITLE, max_chars=120)
+    question = st.text_area(
+        "Question students predict before they run (optional)",
+        key=FROM_RUN_QUESTION,
+        max_chars=500,
+        placeholder="Will more augmentation help here? By how much?",
+    )
+    choices = st.text_area(
+        "Answers to pick from, one per line (optional: empty asks for free text)",
+        key=FROM_RUN_CHOICES,
+    )
+    editable = st.multiselect(
+        "Settings students may change (the others are locked to the run's values)",
+        list(LESSON_EDITABLE_FIELDS),
+        default=[name for name in DEFAULT_EDITABLE if name in LESSON_EDITABLE_FIELDS],
+        key=FROM_RUN_EDITABLE,
+    )
+    if st.button("Create lesson", key="class_lesson_create_run", icon=":material/add:"):
+        _act(lambda: _create_from_run(actor, run_id, title, question, choices, editable))
+
+
+def _create_from_run(
+    actor: Identity | None,
+    run_id: str,
+    title: str,
+    question: str,
+    choices: str,
+    editable: list[str],
+) -> str:
+    lesson = lesson_from_run(
+        actor,
+        run_id,
+        title=title,
+        question=question,
+        editable=tuple(editable),
+        prediction_choices=tuple(line for line in choices.splitlines() if line.strip()),
+    )
+    return (
+        f"Lesson **{escape_markdown(lesson.title)}** is ready, closed, with run {run_id}'s "
+        "settings. Open it when the class should start."
+    )
+
+
+def _render_import(actor: Identity | None) -> None:
+    upload = st.file_uploader(
+        "A lesson file (from Export)", type=["json"], key=LESSON_UPLOAD, max_upload_size=1
+    )
+    labels = {report.dataset_id: dataset_label(report) for report in _datasets_first_chosen()}
+    dataset_id = st.selectbox(
+        "Dataset",
+        ["", *labels],
+        format_func=lambda key: labels.get(key, "Keep the lesson's own dataset"),
+        key=IMPORT_DATASET,
+        help="A lesson from another studio names a dataset stored there: pick the same images "
+        "here (upload them on the Data page first).",
+    )
+    if upload is not None and st.button(
+        "Import lesson", key="class_lesson_import", icon=":material/upload:"
+    ):
+        _act(lambda: _import(actor, upload.getvalue(), dataset_id or None))
+
+
+def _import(actor: Identity | None, data: bytes, dataset_id: str | None) -> str:
+    lesson = import_lesson(actor, data, dataset_id=dataset_id)
+    return f"Lesson **{escape_markdown(lesson.title)}** is imported, closed. Open it when ready."

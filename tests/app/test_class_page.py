@@ -13,12 +13,15 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.app.run_support import FakeRunner, fabricate_run
-from tests.app.wizard_support import assert_no_exception, offline_app
+from tests.app.wizard_support import assert_no_exception, offline_app, store_sample
 from tl_core.classroom import (
     Identity,
     join_class,
+    lesson_from_builtin,
+    list_lessons,
     list_students,
     load_class_config,
+    load_lesson,
     read_class_settings,
     shared_runs,
 )
@@ -242,3 +245,99 @@ def test_single_user_mode_has_no_class_page(app: AppTest, monkeypatch: pytest.Mo
     assert_no_exception(app)
     with pytest.raises(ValueError, match="navigation page"):
         app.switch_page(wizard.CLASS_PAGE)
+
+
+# --- lessons ---------------------------------------------------------------------------------
+
+
+def _lesson_row(app: AppTest) -> list[str]:
+    (table,) = [frame.value for frame in app.dataframe if "Lesson" in frame.value.columns]
+    return table["Lesson"].tolist()
+
+
+def test_the_teacher_creates_a_builtin_lesson_with_the_defaults_and_opens_and_closes_it(
+    app: AppTest,
+) -> None:
+    sample = store_sample()
+    _open(app, Identity.teacher())
+    assert any("No lessons yet" in info.value for info in app.info)
+
+    _button(app, "class_lesson_create_builtin")
+
+    (lesson,) = list_lessons()
+    assert lesson.title == "Feature extraction vs fine-tuning"
+    assert lesson.settings["dataset_id"] == sample.dataset_id
+    assert lesson.settings["backbone"] == "mobilenet_v2"
+    assert not lesson.is_open
+    assert _lesson_row(app) == ["Feature extraction vs fine-tuning"]
+    assert "ready, closed" in app.success[0].value
+
+    _button(app, "class_lesson_open")
+    assert load_lesson(lesson.lesson_id).is_open
+    _button(app, "class_lesson_close")
+    assert not load_lesson(lesson.lesson_id).is_open
+
+
+def test_the_teacher_picks_another_builtin_and_from_scratch_weights(app: AppTest) -> None:
+    store_sample()
+    _open(app, Identity.teacher())
+
+    app.selectbox(key=class_view.BUILTIN_PICK).select("unfreeze-depth").run()
+    app.radio(key=class_view.BUILTIN_WEIGHTS).set_value("none").run()
+    _button(app, "class_lesson_create_builtin")
+
+    (lesson,) = list_lessons()
+    assert (lesson.lesson_id, lesson.chart) == ("unfreeze-depth", "ladder")
+    assert lesson.settings["weights"] == "none"
+
+
+def test_without_a_dataset_the_builtin_form_says_where_to_get_one(app: AppTest) -> None:
+    _open(app, Identity.teacher())
+
+    assert_no_exception(app)
+    assert any("needs a dataset" in info.value for info in app.info)
+    assert not [b for b in app.button if b.key == "class_lesson_create_builtin"]
+
+
+def test_the_teacher_makes_a_lesson_of_a_runs_settings_with_chosen_editable_settings(
+    app: AppTest,
+) -> None:
+    _owned_run(DONE_RUN, "Teacher", state="completed", val_accuracies=(0.7,))
+    _open(app, Identity.teacher())
+
+    app.selectbox(key=class_view.FROM_RUN_PICK).select(DONE_RUN).run()
+    app.text_input(key=class_view.FROM_RUN_TITLE).input("Scratch or not").run()
+    app.text_area(key=class_view.FROM_RUN_QUESTION).input("Will it beat 70 %?").run()
+    app.text_area(key=class_view.FROM_RUN_CHOICES).input("Yes\nNo\n").run()
+    app.multiselect(key=class_view.FROM_RUN_EDITABLE).set_value(["epochs", "seed"]).run()
+    _button(app, "class_lesson_create_run")
+
+    (lesson,) = list_lessons()
+    assert (lesson.lesson_id, lesson.question) == ("scratch-or-not", "Will it beat 70 %?")
+    assert lesson.prediction_choices == ("Yes", "No")
+    assert lesson.editable == ("epochs", "seed")
+    assert lesson.settings["weights"] == "none"
+
+
+def test_a_lesson_without_a_title_is_refused_in_place(app: AppTest) -> None:
+    _owned_run(DONE_RUN, "Teacher", state="completed", val_accuracies=(0.7,))
+    _open(app, Identity.teacher())
+
+    app.selectbox(key=class_view.FROM_RUN_PICK).select(DONE_RUN).run()
+    app.button(key="class_lesson_create_run").click().run()
+
+    assert "needs a title" in app.error[0].value
+    assert list_lessons() == []
+
+
+def test_delete_removes_the_lesson_from_the_list(app: AppTest) -> None:
+    lesson = lesson_from_builtin(
+        Identity.teacher(), "batchnorm-pitfall", dataset_id=store_sample().dataset_id
+    )
+    _open(app, Identity.teacher())
+    assert _lesson_row(app) == [lesson.title]
+
+    _button(app, "class_lesson_delete")
+
+    assert list_lessons() == []
+    assert any("No lessons yet" in info.value for info in app.info)
