@@ -165,7 +165,7 @@ def _baseline_sentence(base: RunFacts) -> str:
         else " has no validation accuracy yet"
     )
     took = f" in {_duration(base.seconds)}" if base.seconds is not None else ""
-    return f"The baseline, {base.label} ({_setup_phrase(base.config)}),{reached}{took}."
+    return f"The baseline, {base.label},{reached}{took}."
 
 
 def _change_clause(base: RunFacts, other: RunFacts) -> str:
@@ -409,7 +409,7 @@ class _Picture:
 
 
 def _pictures(evidence: Sequence[_Evidence], home: Path | None) -> list[_Picture]:
-    """The images every run explains: the baseline's worst mistakes, then one per class."""
+    """The validation images every run explains (at most `GRADCAM_IMAGES`)."""
     from tl_core.data import load_dataset
     from tl_core.data.dataset import split_dataset
     from tl_core.workspace import safe_join
@@ -429,11 +429,17 @@ def _pictures(evidence: Sequence[_Evidence], home: Path | None) -> list[_Picture
     )
     by_path = {record.path: record for record in splits.val}
     mistakes = [row["path"] for row in (base.evaluation or {}).get("misclassified", [])]
-    chosen = [path for path in mistakes if path in by_path][: GRADCAM_IMAGES // 2]
-    for record in splits.val_examples(1, exclude=chosen):
-        if len(chosen) == GRADCAM_IMAGES:
-            break
-        chosen.append(record.path)
+    mistakes = [path for path in mistakes if path in by_path]
+    # One picture per class first, the baseline's worst mistake on it where it made one,
+    # so that the pictures show the classes; then more mistakes while there is room.
+    chosen: list[str] = []
+    for name in splits.class_names:
+        of_class = [path for path in mistakes if by_path[path].label == name]
+        of_class += [record.path for record in splits.val if record.label == name]
+        if of_class:
+            chosen.append(of_class[0])
+    chosen += [path for path in mistakes if path not in chosen]
+    chosen = chosen[:GRADCAM_IMAGES]
     return [
         _Picture(
             path,

@@ -51,8 +51,7 @@ def test_the_summary_says_what_fine_tuning_changed_in_accuracy_time_and_confusio
     sentences = summary_sentences([base, tuned])
 
     assert sentences == [
-        "The baseline, #1 (feature extraction (the head alone trains)), reached 81% "
-        "validation accuracy in 2 minutes.",
+        "The baseline, #1, reached 81% validation accuracy in 2 minutes.",
         "Fine-tuning the top 4 blocks (block_14, block_15, block_16 and top, 4 of 19) raised "
         "validation accuracy from 81% to 93% for 3 more minutes of training; bees taken for "
         "ants fell from 29 to 6.",
