@@ -577,6 +577,128 @@ def _add_class_commands(sub: Any) -> None:
     students.set_defaults(handler=_cmd_class_students)
 
 
+def _lesson_doc(lesson: Any) -> dict[str, Any]:
+    return {
+        "lesson_id": lesson.lesson_id,
+        "title": lesson.title,
+        "is_open": lesson.is_open,
+        "builtin": lesson.builtin,
+        "dataset_id": lesson.settings.get("dataset_id"),
+        "arms": [variant.name for variant in lesson.variants],
+        "question": lesson.question,
+    }
+
+
+def _describe_lesson(doc: dict[str, Any]) -> str:
+    state = "open" if doc["is_open"] else "closed"
+    arms = f", {len(doc['arms'])} arms" if doc["arms"] else ""
+    return f"{doc['lesson_id']:<24} {state:<6} {doc['title']} (dataset {doc['dataset_id']}{arms})"
+
+
+def _cmd_lesson_list(args: argparse.Namespace) -> int:
+    from tl_core.classroom.lessons import list_lessons
+
+    rows = [_lesson_doc(lesson) for lesson in list_lessons()]
+    _emit(
+        rows,
+        args.json,
+        lambda rs: (
+            "\n".join(map(_describe_lesson, rs))
+            or "No lessons yet: create one from a "
+            "built-in with `python -m tl_core lesson create fe-vs-ft --dataset ID`."
+        ),
+    )
+    return EXIT_OK
+
+
+def _cmd_lesson_create(args: argparse.Namespace) -> int:
+    from tl_core.classroom.lessons import lesson_from_builtin
+
+    lesson = lesson_from_builtin(
+        None, args.builtin, dataset_id=args.dataset, backbone=args.backbone, weights=args.weights
+    )
+    _emit(_lesson_doc(lesson), args.json, lambda doc: f"created {_describe_lesson(doc)}")
+    return EXIT_OK
+
+
+def _cmd_lesson_export(args: argparse.Namespace) -> int:
+    from tl_core.classroom.lessons import export_lesson
+    from tl_core.fsutil import write_text_atomic
+
+    text = export_lesson(args.lesson_id)
+    if args.out is None:
+        sys.stdout.write(text + "\n")
+    else:
+        write_text_atomic(Path(args.out), text + "\n")
+    return EXIT_OK
+
+
+def _cmd_lesson_import(args: argparse.Namespace) -> int:
+    from tl_core.classroom.lessons import import_lesson
+    from tl_core.errors import ConfigError
+
+    try:
+        text = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot read the lesson file {args.file!r} ({exc.strerror}). Check the path."
+        ) from exc
+    lesson = import_lesson(None, text, dataset_id=args.dataset)
+    _emit(_lesson_doc(lesson), args.json, lambda doc: f"imported {_describe_lesson(doc)}")
+    return EXIT_OK
+
+
+def _cmd_lesson_open(args: argparse.Namespace) -> int:
+    from tl_core.classroom.lessons import open_lesson
+
+    lesson = open_lesson(None, args.lesson_id, not args.close)
+    _emit(_lesson_doc(lesson), args.json, _describe_lesson)
+    return EXIT_OK
+
+
+def _add_lesson_commands(sub: Any) -> None:
+    """``lesson list|create|export|import|open``: lessons for a class or a self-learner."""
+    from tl_core.classroom.lessons import BUILTIN_IDS
+
+    group = sub.add_parser(
+        "lesson", help="lessons: list, create from a built-in, export, import, open or close"
+    )
+    commands = group.add_subparsers(
+        dest="lesson_command", metavar="command", required=True, parser_class=_Parser
+    )
+
+    listing = commands.add_parser("list", help="every lesson: id, open or closed, title")
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    listing.set_defaults(handler=_cmd_lesson_list)
+
+    create = commands.add_parser("create", help="a closed lesson from a built-in one")
+    create.add_argument("builtin", choices=BUILTIN_IDS, help="the built-in lesson")
+    create.add_argument("--dataset", required=True, help="the dataset id the lesson trains on")
+    create.add_argument("--backbone", default="mobilenet_v2", help="backbone id")
+    create.add_argument(
+        "--weights", default="imagenet", choices=("imagenet", "none"), help="starting weights"
+    )
+    create.add_argument("--json", action="store_true", help="print one JSON document")
+    create.set_defaults(handler=_cmd_lesson_create)
+
+    export = commands.add_parser("export", help="a lesson as JSON, to import elsewhere")
+    export.add_argument("lesson_id", help="the lesson's id (see `lesson list`)")
+    export.add_argument("--out", help="file to write (default: stdout)")
+    export.set_defaults(handler=_cmd_lesson_export)
+
+    load = commands.add_parser("import", help="add an exported lesson (closed)")
+    load.add_argument("file", help="the JSON file `lesson export` wrote")
+    load.add_argument("--dataset", help="bind it to this dataset id (default: the file's)")
+    load.add_argument("--json", action="store_true", help="print one JSON document")
+    load.set_defaults(handler=_cmd_lesson_import)
+
+    opening = commands.add_parser("open", help="open a lesson to the class (or --close it)")
+    opening.add_argument("lesson_id", help="the lesson's id (see `lesson list`)")
+    opening.add_argument("--close", action="store_true", help="close it instead")
+    opening.add_argument("--json", action="store_true", help="print one JSON document")
+    opening.set_defaults(handler=_cmd_lesson_open)
+
+
 def _cmd_weights_fetch(args: argparse.Namespace) -> int:
     from tl_core.errors import WeightsUnavailable
     from tl_core.models.weights import fetch_weights
@@ -836,6 +958,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_show_commands(sub)
     _add_class_commands(sub)
+    _add_lesson_commands(sub)
     _add_weights_commands(sub)
     return parser
 
