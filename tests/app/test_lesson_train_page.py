@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
 from tests.app.run_support import texts
-from tests.app.wizard_support import assert_no_exception, offline_app, store_sample
+from tests.app.wizard_support import assert_no_exception, offline_app, seed_blocks, store_sample
 from tl_core import DatasetReport
 from tl_core.classroom import (
     Identity,
@@ -179,3 +179,29 @@ def test_the_teacher_picks_an_arm_and_runs_a_closed_lesson(app: AppTest, lesson:
     assert_no_exception(app)
     (job,) = list_jobs()
     assert lesson_of_run(job.run_id)["variant"] == "Fine-tune top 4"
+
+
+def test_a_self_learner_gets_every_lesson_and_runs_the_arm_they_pick(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, sample: DatasetReport
+) -> None:
+    monkeypatch.delenv("TL_CLASS_CODE")
+    monkeypatch.delenv("TL_TEACHER_PASSWORD")
+    seed_blocks("mobilenet_v2", 64)
+    lesson = lesson_from_builtin(None, "unfreeze-depth", dataset_id=sample.dataset_id)
+    app.switch_page(PAGE)
+    app.run()
+    app.selectbox(key=training.LESSON_PICKER).set_value(lesson.lesson_id).run()
+    assert_no_exception(app)
+    assert any("An estimate" in caption.value for caption in app.caption)
+
+    app.selectbox(key=f"{training.LESSON_ARM_PICK}_{lesson.lesson_id}").set_value("depth 4").run()
+    key = f"lesson_prediction_{lesson.lesson_id}"
+    app.selectbox(key=key).set_value(lesson.prediction_choices[2]).run()
+    app.button(key=f"{key}_save").click().run()
+    _start(app).click().run()
+
+    assert_no_exception(app)
+    (job,) = list_jobs()
+    assert job.owner is None
+    assert lesson_of_run(job.run_id)["variant"] == "depth 4"
+    assert summarize_run(job.run_id).backbone == "mobilenet_v2"

@@ -42,6 +42,7 @@ from tl_core.classroom.roster import list_students
 from tl_core.config import RunConfig
 from tl_core.errors import AccessDenied, ConfigError, JobError
 from tl_core.fsutil import FolderLock, read_json, write_json_atomic
+from tl_core.models.backbones import get_backbone
 from tl_core.workspace import tl_home
 
 __all__ = [
@@ -739,12 +740,13 @@ def lesson_from_builtin(
         dataset_id: the dataset the class trains on.
         backbone: the backbone id (default ``"mobilenet_v2"``).
         weights: the starting weights (default ``"imagenet"``); the data-size lesson's
-            from-scratch arms start from random weights whatever this says.
+            from-scratch arms start from random weights whatever this says. The image
+            size is the one the wizard suggests for the dataset's images.
         home: the workspace root (default ``TL_HOME``).
 
     Raises:
         AccessDenied: when `actor` is a student.
-        ConfigError: an unknown built-in, or settings that make no valid run.
+        ConfigError: an unknown built-in or backbone, or settings that make no valid run.
 
     Example:
         >>> lesson = lesson_from_builtin(None, "fe-vs-ft", dataset_id="ab" * 6)  # doctest: +SKIP
@@ -759,8 +761,24 @@ def lesson_from_builtin(
     lesson = _BUILTINS[builtin_id]()
     settings = {**lesson.settings, "dataset_id": dataset_id, "backbone": backbone}
     settings["weights"] = weights
+    settings["image_size"] = _suggested_size(dataset_id, backbone, home)
     lesson = replace(lesson, settings=settings, lesson_id=_free_id(builtin_id, home))
     return save_lesson(actor, lesson, home=home)
+
+
+def _suggested_size(dataset_id: str, backbone: str, home: Path | None) -> int | None:
+    """The input size the wizard would suggest for the dataset's images (small images are
+    not enlarged: that adds compute, not detail); ``None`` when the dataset is not here."""
+    from tl_core.data import load_dataset
+    from tl_core.errors import TLError
+    from tl_core.models.catalog import suggest_image_size, typical_image_side
+
+    spec = get_backbone(backbone)
+    try:
+        report = load_dataset(dataset_id, home=home)
+    except TLError:
+        return None
+    return suggest_image_size(spec, typical_image_side(report))
 
 
 def lesson_from_run(

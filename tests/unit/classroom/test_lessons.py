@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tl_core import DatasetReport
 from tl_core.classroom import roster
 from tl_core.classroom.identity import Identity, load_class_config
 from tl_core.classroom.lessons import (
@@ -230,6 +231,19 @@ def test_a_lesson_from_a_builtin_takes_the_dataset_backbone_and_weights() -> Non
     assert not lesson.is_open
     with pytest.raises(ConfigError, match="no built-in lesson 'nope'"):
         lesson_from_builtin(TEACHER, "nope", dataset_id=DATASET)
+
+
+def test_a_lesson_on_a_stored_dataset_takes_the_image_size_the_wizard_suggests(
+    easy_dataset: DatasetReport,
+) -> None:
+    lesson = lesson_from_builtin(TEACHER, "fe-vs-ft", dataset_id=easy_dataset.dataset_id)
+
+    assert lesson.settings["image_size"] == 32  # the easy images' side, not 224
+    assert (
+        lesson_from_builtin(TEACHER, "fe-vs-ft", dataset_id=DATASET).settings["image_size"] is None
+    )
+    with pytest.raises(ConfigError, match="nonet"):
+        lesson_from_builtin(TEACHER, "fe-vs-ft", dataset_id=DATASET, backbone="nonet")
 
 
 def test_a_lesson_from_a_run_fixes_its_settings_and_lets_students_change_the_chosen_ones() -> None:
