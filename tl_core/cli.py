@@ -246,11 +246,11 @@ def _cmd_warm_worker(args: argparse.Namespace) -> int:
 def _cmd_scheduler(args: argparse.Namespace) -> int:
     import time
 
-    from tl_core.jobs.scheduler import Scheduler
+    from tl_core.jobs.runners import scheduler_from_env
 
     if args.interval <= 0:
         raise _UsageError(f"--interval must be a positive number of seconds, got {args.interval}")
-    scheduler = Scheduler()
+    scheduler = scheduler_from_env()
     active: bool | None = None
     try:
         while True:

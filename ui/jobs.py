@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import streamlit as st
 
 from tl_core.jobs.queue import list_jobs, shown_state, writer_alive
+from tl_core.jobs.runners import scheduler_from_env
 from tl_core.jobs.runs import read_status, run_path
-from tl_core.jobs.scheduler import LocalProcessRunner, Scheduler, warm_workers_enabled
+from tl_core.jobs.scheduler import Scheduler, warm_workers_enabled
 
 #: Seconds between scheduler ticks: how soon a queued run starts and an ended one settles.
 TICK_SECONDS = 1.0
@@ -29,9 +30,10 @@ def scheduler() -> Scheduler:
 
     Clearing Streamlit's resource cache stops it (running workers carry on), so that a
     new one can take over the lock. Jobs start in warm workers (TensorFlow imported before
-    the click) unless ``TL_WARM_WORKERS=0``.
+    the click) unless ``TL_WARM_WORKERS=0``; with ``TL_RUNNER=ray`` they train on the Ray
+    cluster at ``RAY_ADDRESS`` instead (`tl_core.jobs.runners`).
     """
-    running = Scheduler(runner=LocalProcessRunner(warm=warm_workers_enabled()))
+    running = scheduler_from_env(warm=warm_workers_enabled())
     running.start_background(interval=TICK_SECONDS)
     return running
 
@@ -71,3 +73,31 @@ def queue_summary() -> QueueSummary:
         for job in jobs
     )
     return QueueSummary(running=training, queued=sum(job.state == "queued" for job in jobs))
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Where runs train when the studio drives a Ray cluster (``TL_RUNNER=ray``).
+
+    ``slots`` describes the cluster's free slots (``"1 of 2 cluster slots free"``);
+    ``nodes`` maps each training run's id to its node (``"10.0.0.7 (3ca7cab5)"``).
+    """
+
+    slots: str
+    nodes: dict[str, str]
+
+
+def cluster_view() -> ClusterView | None:
+    """The cluster's free slots and each training run's node; ``None`` when runs train on
+    this machine. The sidebar and the Runs page can show it under the queue summary.
+
+    Example:
+        >>> view = cluster_view()  # doctest: +SKIP
+        >>> view.slots if view else "this machine"  # doctest: +SKIP
+        '1 of 2 cluster slots free'
+    """
+    runner = scheduler().runner
+    describe = getattr(runner, "cluster_slots", None)
+    if describe is None:
+        return None
+    return ClusterView(slots=describe().describe(), nodes=runner.training_nodes())
