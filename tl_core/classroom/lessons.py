@@ -1046,6 +1046,9 @@ def board_rows(lesson_id: str, *, home: Path | None = None) -> list[BoardRow]:
     latest run in the lesson and prediction; then the runs of people outside the roster
     (the teacher, the operator), one row per person and arm.
 
+    A row with a run shows the prediction the run started with, so a prediction changed
+    after the results came in does not rewrite what was predicted.
+
     Example:
         >>> [(row.student, row.state) for row in board_rows("fe-vs-ft")]  # doctest: +SKIP
         [('Ada', 'completed'), ('Grace', 'queued')]
@@ -1054,33 +1057,41 @@ def board_rows(lesson_id: str, *, home: Path | None = None) -> list[BoardRow]:
 
     lesson = load_lesson(lesson_id, home=home)
     said = predictions(lesson_id, home=home)
-    latest: dict[tuple[str, str], Any] = {}
+    latest: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
     for run in reversed(list_runs(home)):  # oldest first: later runs replace earlier ones
         label = lesson_of_run(run.run_id, home=home)
         if label is None or label["id"] != lesson_id:
             continue
-        latest[(name_key(run.owner or OPERATOR_NAME), str(label.get("variant", "")))] = run
+        key = (name_key(run.owner or OPERATOR_NAME), str(label.get("variant", "")))
+        latest[key] = (run, label)
     rows = []
     roster = [student.name for student in list_students(home=home)]
     for name in roster:
-        theirs = [
-            (arm_name, run) for (who, arm_name), run in latest.items() if who == name_key(name)
-        ]
+        theirs = [(arm, found) for (who, arm), found in latest.items() if who == name_key(name)]
         if theirs:
-            arm_name, run = max(theirs, key=lambda item: (item[1].created_at, item[1].run_id))
-            rows.append(_row(lesson, name, arm_name, run, said))
+            arm_name, found = max(theirs, key=lambda item: (item[1][0].created_at, item[0]))
+            rows.append(_row(lesson, name, arm_name, found, said))
         else:
             arm = variant_for(lesson, name, home=home)
             rows.append(_row(lesson, name, arm.name if arm else "", None, said))
     in_roster = {name_key(name) for name in roster}
-    for (who, arm_name), run in sorted(latest.items(), key=lambda item: item[1].created_at):
+    for (who, arm_name), found in sorted(latest.items(), key=lambda item: item[1][0].created_at):
         if who not in in_roster:
-            rows.append(_row(lesson, run.owner or OPERATOR_NAME, arm_name, run, said))
+            rows.append(_row(lesson, found[0].owner or OPERATOR_NAME, arm_name, found, said))
     return rows
 
 
-def _row(lesson: Lesson, name: str, arm: str, run: Any, said: Mapping[str, str]) -> BoardRow:
-    prediction = next((text for who, text in said.items() if same_name(who, name)), None)
+def _row(
+    lesson: Lesson,
+    name: str,
+    arm: str,
+    found: tuple[Any, Mapping[str, Any]] | None,
+    said: Mapping[str, str],
+) -> BoardRow:
+    run, label = found if found is not None else (None, {})
+    prediction = label.get("prediction")
+    if not isinstance(prediction, str):
+        prediction = next((text for who, text in said.items() if same_name(who, name)), None)
     variant = next((v for v in lesson.variants if v.name == arm), None)
     return BoardRow(
         student=name,

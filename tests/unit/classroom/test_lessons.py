@@ -471,3 +471,15 @@ def test_the_board_has_a_row_per_student_with_their_latest_run_and_prediction() 
         ("Alan", "Feature extraction", None, "not started"),
     ]
     assert [r.prediction for r in rows] == ["Feature extraction wins"] * 2 + [None]
+
+
+def test_the_board_shows_the_prediction_a_run_started_with_not_a_later_change() -> None:
+    lesson = _lesson()
+    (ada,) = _join("Ada")
+    record_prediction(ada, lesson.lesson_id, "Fine-tuning wins by more than 5 points")
+    submit_lesson_run(ada, lesson.lesson_id, {})
+
+    record_prediction(ada, lesson.lesson_id, "Feature extraction wins")
+
+    (row,) = board_rows(lesson.lesson_id)
+    assert row.prediction == "Fine-tuning wins by more than 5 points"
