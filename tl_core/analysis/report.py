@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -512,6 +513,10 @@ def build_report(
         >>> runs = ["20261207-090000-aaaaaa", "20261207-091500-bbbbbb"]
         >>> Path("report.html").write_bytes(build_report(runs))  # doctest: +SKIP
     """
+    if compute:
+        # Several models predict one after another here: TensorFlow's retracing notes are
+        # expected, and would bury the command's output.
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     evidence = _gather(run_ids, home, actor, compute)
     pictures = _pictures(evidence, home) if evidence[0].evaluation is not None else []
     for item in evidence:
