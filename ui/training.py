@@ -611,6 +611,7 @@ _FREEZE_LABELS = {
     "custom": "Custom blocks",
 }
 _WEIGHTS_LABELS = {"imagenet": "ImageNet (pretrained)", "none": "None (from scratch)"}
+_NOT_OFFERED = "Set by the lesson; the Train page does not change it."
 
 
 @dataclass
@@ -661,6 +662,8 @@ def lesson_form(lesson: Lesson, name: str, arm: Variant | None) -> LessonForm:
     reasons = {}
     for setting in values:
         reason = locked_reason(lesson, setting, arm)
+        if reason is None and setting not in LESSON_EDITABLE_FIELDS:
+            reason = _NOT_OFFERED  # e.g. the dataset: the lesson's, whatever its file says
         if reason is not None:
             reasons[setting] = reason
         elif state.lesson_value(setting) is not None:
@@ -815,25 +818,12 @@ def _render_setup(form: LessonForm, report: DatasetReport) -> None:
     token = _LOCKS.set(form)
     try:
         values = form.values
-        reason = form.reasons.get("dataset_id")
-        st.text_input(
-            ":material/lock: Dataset" if reason else "Dataset",
-            value=report.source_name or report.dataset_id,
-            disabled=True,
-            help=reason,
-            key="lesson_setup_dataset",
-        )
-        if reason:
-            form.caption(reason)
+        # Dataset and backbone are the lesson's, always: shown, never offered.
+        _field("dataset_id", st.text_input, "Dataset", report.source_name, key="lesson_dataset")
         left, right = st.columns(2)
         with left:
-            st.text_input(
-                ":material/lock: Backbone",
-                value=get_backbone(values["backbone"]).keras_name,
-                disabled=True,
-                help=form.reasons.get("backbone"),
-                key="lesson_setup_backbone",
-            )
+            spec = get_backbone(values["backbone"])
+            _field("backbone", st.text_input, "Backbone", spec.keras_name, key="lesson_backbone")
             _setup_field(
                 "weights",
                 st.selectbox,

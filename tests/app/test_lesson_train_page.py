@@ -95,9 +95,14 @@ def test_a_student_picks_the_open_lesson_and_it_needs_no_dataset_or_backbone_ste
 
 
 def test_a_locked_setting_is_greyed_with_the_teachers_value_and_its_reason(
-    app: AppTest, lesson: Lesson
+    app: AppTest, lesson: Lesson, sample: DatasetReport
 ) -> None:
     _open(app, _join("Ada"), lesson.lesson_id)
+
+    dataset = app.text_input(key="lesson_dataset")
+    assert dataset.disabled
+    assert dataset.value == sample.source_name
+    assert "same images" in dataset.help
 
     epochs = app.number_input(key=state.train_widget_key("epochs"))
     assert epochs.disabled
