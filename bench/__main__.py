@@ -1,4 +1,4 @@
-"""``python -m bench class|fast|faults|ingest|trainer|ui [options]``: run one bench.
+"""``python -m bench class|fast|faults|ingest|runner|trainer|ui [options]``: run one bench.
 
 It prints one JSON object on stdout.
 """
@@ -9,13 +9,14 @@ import argparse
 import json
 import sys
 
-from bench import classroom, fast, faults, ingest, trainer, ui
+from bench import classroom, fast, faults, ingest, runner, trainer, ui
 
 BENCHES = {
     "class": classroom,
     "fast": fast,
     "faults": faults,
     "ingest": ingest,
+    "runner": runner,
     "trainer": trainer,
     "ui": ui,
 }

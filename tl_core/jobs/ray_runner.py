@@ -529,6 +529,7 @@ class _Receiver(threading.Thread):
         except Exception:
             log.exception("run %s: receiving from the cluster failed", self.run_id)
             self._note(_INTERRUPTED_NOTE)
+            self._end()  # a worker no server follows would train on unseen
         finally:
             lock.release()
 
@@ -586,6 +587,7 @@ class _Receiver(threading.Thread):
                 continue
             except self.ray.exceptions.RayError:
                 self._note(_INTERRUPTED_NOTE)
+                self._end()  # gone, or unreachable: either way its run is interrupted here
                 return
             delta = answer["delta"]
             apply_delta(self.root, delta)

@@ -28,7 +28,10 @@
   old place: nothing ran, so nothing is lost, and the user asked for this run to train.
   The grace period covers a worker that was started but had not yet taken its lock.
 - Workers start through a `Runner` (``submit``, ``status``, ``stop``): `LocalProcessRunner`
-  runs subprocesses on this machine; a Ray cluster runner is planned behind the same calls.
+  runs subprocesses on this machine; `tl_core.jobs.ray_runner.RayRunner` trains on a Ray
+  cluster (``TL_RUNNER=ray``; `tl_core.jobs.runners` picks the runner). A runner's
+  ``status`` is the liveness test besides the writer lock: a process for local workers, a
+  receiver thread (and, after a restart, the job's Ray actor) for the cluster.
 - *Warm workers* (`LocalProcessRunner` with ``warm=True``, the app's default; off with
   ``TL_WARM_WORKERS=0``): the runner keeps, per slot, a process that has already imported
   TensorFlow (`tl_core.engine.warm`), and a job on that slot runs in it: its pid is the
@@ -157,7 +160,9 @@ class WorkerRef:
 class Runner(Protocol):
     """Starts, watches and stops workers; the scheduler's only view of where jobs run.
 
-    Keep it to these three calls, so that a cluster runner (Ray) can replace the local one.
+    Keep it to these three calls, so that the cluster runner (Ray) can replace the local
+    one. Optional calls the scheduler uses when a runner has them: ``keep_warm(slots)``
+    and ``close()``.
     """
 
     def submit(self, job: Job) -> WorkerRef:
