@@ -579,9 +579,15 @@ def _page(title: str, body: str) -> str:
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{_e(title)}</title><style>{_CSS}</style>"
         f"<script>{plotly.offline.get_plotlyjs()}</script></head>\n"
-        f"<body><main>{body}</main></body></html>\n"
+        f"<body><main>{body}</main><script>{_RESIZE}</script></body></html>\n"
     )
 
+
+#: Charts are drawn while the page is read; once it is laid out, each takes its box's size.
+_RESIZE = (
+    "window.addEventListener('load',()=>document.querySelectorAll('.js-plotly-plot')"
+    ".forEach(plot=>Plotly.Plots.resize(plot)));"
+)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#0f172a;
@@ -592,8 +598,10 @@ border-bottom:2px solid #e2e8f0;padding-bottom:.2em}h3{font-size:1rem;margin:.6e
 .meta,.note,.caption{color:#475569;font-size:.9rem}.note{font-style:italic}
 .summary{font-size:1.15rem;line-height:1.5;background:#fff7ed;border-left:4px solid #f97316;
 padding:12px 20px}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}
-.card{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:12px}
+.grid{display:grid;gap:16px}.cols-1{grid-template-columns:minmax(0,1fr)}
+.cols-2{grid-template-columns:repeat(2,minmax(0,1fr))}
+@media (max-width:800px){.cols-2{grid-template-columns:minmax(0,1fr)}}
+.card{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:12px;min-width:0}
 table{border-collapse:collapse;background:#fff;font-size:.92rem}
 th,td{border:1px solid #e2e8f0;padding:4px 10px;text-align:right}
 th:first-child,td:first-child{text-align:left}
@@ -608,6 +616,13 @@ figure{margin:0}figcaption{font-size:.85rem;color:#334155}
 def _section(title: str, content: str, note: str = "") -> str:
     caption = f"<p class='caption'>{note}</p>" if note else ""
     return f"<section><h2>{_e(title)}</h2>{caption}{content}</section>"
+
+
+def _grid(cards: Sequence[str]) -> str:
+    """Cards side by side, two to a row. The columns are fixed before any chart is drawn:
+    a chart takes its width once, from the column it is drawn in."""
+    columns = min(2, len(cards))
+    return f"<div class='grid cols-{columns}'>{''.join(cards)}</div>"
 
 
 def _figure(figure: Any) -> str:
@@ -669,7 +684,7 @@ def _setups_section(evidence: Sequence[_Evidence]) -> str:
         f"{FROZEN_COLOR}'></span>frozen<span style='background:{TRAINABLE_COLOR}'>"
         "</span>trains</p>"
     )
-    return _section("The setups", legend + f"<div class='grid'>{''.join(cards)}</div>")
+    return _section("The setups", legend + _grid(cards))
 
 
 def _weights_words(config: Mapping[str, Any]) -> str:
@@ -792,7 +807,7 @@ def _confusion_section(evidence: Sequence[_Evidence]) -> str:
         cards.append(f"<div class='card'><h3>{_e(item.run.label)}</h3>{content}</div>")
     return _section(
         "Confusion matrices",
-        f"<div class='grid'>{''.join(cards)}</div>",
+        _grid(cards),
         "Rows: the true class; columns: what the run took it for.",
     )
 
@@ -899,7 +914,7 @@ def _drift_section(evidence: Sequence[_Evidence]) -> str:
         cards.append(f"<div class='card'><h3>{_e(item.run.label)}</h3>{content}</div>")
     return _section(
         "Weight drift",
-        f"<div class='grid'>{''.join(cards)}</div>",
+        _grid(cards),
         "How far each backbone block's weights moved from where they started, per epoch; "
         "grey blocks stayed frozen.",
     )
@@ -931,7 +946,7 @@ def _embeddings_section(evidence: Sequence[_Evidence]) -> str:
                 explained_variance=ratios.get(key),
             )
             panels.append(f"<div class='card'>{_figure(figure)}</div>")
-        rows.append(f"<h3>{_e(item.run.label)}</h3><div class='grid'>{''.join(panels)}</div>")
+        rows.append(f"<h3>{_e(item.run.label)}</h3>{_grid(panels)}")
     return _section(
         "Embeddings before and after",
         "".join(rows),
