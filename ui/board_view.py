@@ -22,6 +22,7 @@ from tl_core.classroom.lessons import BoardRow, Lesson, board_rows, list_lessons
 from tl_core.viz.board import (
     arm_outcomes,
     board_chart,
+    curve_sentence,
     leaderboard,
     outcome_sentence,
     prediction_counts,
@@ -99,7 +100,7 @@ def _live_board(lesson: Lesson, show_leaderboard: bool) -> None:
     _render_outcomes(lesson, plain)
     if lesson.chart:
         figure = _figure(lesson.chart, tuple(rows))
-        st.plotly_chart(figure, key="board_chart", config={"displayModeBar": False})
+        st.plotly_chart(figure, key="board_chart", theme=None, config={"displayModeBar": False})
     if show_leaderboard:
         _render_leaderboard(plain)
 
@@ -123,8 +124,8 @@ def _accuracy(value: float | None) -> str:
 
 
 def _render_outcomes(lesson: Lesson, rows: Sequence[dict[str, Any]]) -> None:
-    """Predictions beside outcomes: what the class expected, and what the arms gave."""
-    outcomes = arm_outcomes(rows)
+    """Predictions beside outcomes: what the class expected, and what the arms gave (for a
+    chart lesson, what the curves say)."""
     predicted_col, outcome_col = st.columns(2, gap="large")
     with predicted_col:
         st.markdown("**Predictions**")
@@ -144,6 +145,11 @@ def _render_outcomes(lesson: Lesson, rows: Sequence[dict[str, Any]]) -> None:
             st.markdown(f"{said} of {len(rows)} students have written one: see the table.")
     with outcome_col:
         st.markdown("**Outcome**")
+        if lesson.chart:
+            # Arms along a curve: the chart below shows each; the sentence reads the curves.
+            st.markdown(escape_markdown(curve_sentence(rows, lesson.chart)))
+            return
+        outcomes = arm_outcomes(rows)
         if outcomes:
             st.table(
                 pd.DataFrame(

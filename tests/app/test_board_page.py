@@ -155,6 +155,7 @@ def test_the_depth_lesson_draws_accuracy_against_depth_live(app: AppTest) -> Non
     traces = {trace["name"]: trace for trace in chart_traces(app)}
     assert traces["best val. accuracy"]["x"] == ["0", "1"]
     assert traces["best val. accuracy"]["y"] == [0.7, 0.8]
+    assert "From 70.0% at 0 to 80.0% at 1." in _markdown(app)
 
 
 def test_a_student_has_no_board_in_the_navigation(app: AppTest, lesson: Lesson) -> None:

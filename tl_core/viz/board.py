@@ -26,6 +26,7 @@ __all__ = [
     "ArmOutcome",
     "arm_outcomes",
     "board_chart",
+    "curve_sentence",
     "leaderboard",
     "outcome_sentence",
     "prediction_counts",
@@ -142,8 +143,11 @@ def board_chart(rows: Sequence[Mapping[str, Any]], chart: str = "ladder") -> go.
         range=[-0.5, len(xs) - 0.5],
     )
     figure.update_yaxes(title_text="best validation accuracy", range=[0, 1.02], tickformat=".0%")
+    # Large type for a projector; the page draws it without Streamlit's theme, which
+    # would put its own (small) fonts back.
     figure.update_layout(
-        height=460,
+        template="plotly_white",
+        height=480,
         margin={"l": 0, "r": 0, "t": 10, "b": 0},
         font={"size": 20},
         showlegend=len(series_names) > 1,
@@ -152,6 +156,45 @@ def board_chart(rows: Sequence[Mapping[str, Any]], chart: str = "ladder") -> go.
         uirevision=f"board-{chart}",
     )
     return figure
+
+
+def curve_sentence(rows: Sequence[Mapping[str, Any]], chart: str = "ladder") -> str:
+    """What each curve of `board_chart` says so far: its mean at the smallest and largest x
+    with a result, and its best where that lies between them (names as they are: escape
+    them for Markdown). Completed runs only.
+
+    Example:
+        >>> curve_sentence(
+        ...     [{"variant": "depth 0", "x": 0, "state": "completed", "best_val_accuracy": 0.7},
+        ...      {"variant": "depth 2", "x": 2, "state": "completed", "best_val_accuracy": 0.8},
+        ...      {"variant": "depth 8", "x": 8, "state": "completed", "best_val_accuracy": 0.6}])
+        'From 70.0% at 0 to 60.0% at 8, best 80.0% at 2.'
+    """
+    _, label = _AXES.get(chart, _AXES["ladder"])
+    done = [
+        row
+        for row in rows
+        if row.get("x") is not None and row.get("state") == "completed" and _has_result(row)
+    ]
+    if not done:
+        return "No finished runs yet: the curves grow as runs complete."
+    parts = []
+    for series in dict.fromkeys(_series(str(row.get("variant", ""))) for row in done):
+        points: dict[float, list[float]] = {}
+        for row in done:
+            if _series(str(row.get("variant", ""))) == series:
+                points.setdefault(float(row["x"]), []).append(row["best_val_accuracy"])
+        means = {x: statistics.fmean(values) for x, values in sorted(points.items())}
+        (low, first), (high, last) = next(iter(means.items())), list(means.items())[-1]
+        text = f"{first:.1%} at {label(low)}"
+        if high != low:
+            text = f"from {text} to {last:.1%} at {label(high)}"
+        best = max(means, key=means.__getitem__)
+        if best not in (low, high):
+            text += f", best {means[best]:.1%} at {label(best)}"
+        parts.append(text if series == ONE_SERIES else f"{series}: {text}")
+    sentence = "; ".join(parts) + "."
+    return sentence[0].upper() + sentence[1:]
 
 
 def arm_outcomes(rows: Sequence[Mapping[str, Any]]) -> list[ArmOutcome]:

@@ -9,6 +9,7 @@ from tl_core.viz.board import (
     ArmOutcome,
     arm_outcomes,
     board_chart,
+    curve_sentence,
     leaderboard,
     outcome_sentence,
     prediction_counts,
@@ -96,6 +97,26 @@ def test_rows_without_an_x_stay_off_the_chart() -> None:
     figure = board_chart([_row("Ada", "Feature extraction", 0.8)])
 
     assert all(len(trace.x) == 0 for trace in figure.data)
+
+
+def test_the_curve_sentence_reads_each_series_from_its_smallest_to_its_largest_share() -> None:
+    sentence = curve_sentence(DATASIZE, "datasize")
+
+    assert sentence == (
+        "Pretrained: from 80.0% at 10 % to 92.0% at 100 %; from scratch: 30.0% at 10 %."
+    )
+
+
+def test_the_curve_sentence_names_a_peak_between_the_ends() -> None:
+    rows = [
+        _row("Ada", "depth 0", 0.70, x=0.0),
+        _row("Ben", "depth 2", 0.85, x=2.0),
+        _row("Cleo", "depth 8", 0.65, x=8.0),
+        _row("Dev", "depth 4", 0.99, x=4.0, state="running"),
+    ]
+
+    assert curve_sentence(rows) == "From 70.0% at 0 to 65.0% at 8, best 85.0% at 2."
+    assert "No finished runs yet" in curve_sentence(rows[3:])
 
 
 def test_arm_outcomes_average_completed_runs_only() -> None:
