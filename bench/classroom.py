@@ -16,9 +16,11 @@ so its own Streamlit session). The bench runs in three phases:
 
 Figures (one JSON object):
 
-- ``runs_completed``; ``runs_lost``: runs submitted that did not complete (failed,
-  stopped, interrupted, never started, or gone), plus students who could not submit one.
-- ``max_wait_spread_s``: fairness of the queue, the spread (max − min) over students of
+- ``runs_submitted``: the jobs in the server's queue (a Start click that timed out in
+  its tab may still have queued one: ``runs_without_tab``); ``runs_completed``;
+  ``runs_lost``: runs submitted that did not complete (failed, stopped, interrupted,
+  never started, or gone). ``student_errors`` names the students whose tab failed a step.
+- ``max_wait_spread_s``: fairness of the queue, the spread (max − min) over the runs of
   the queue wait, ``status.json``'s ``started_at`` minus the job's ``queued_at``.
 - ``lag_p95_s`` (and ``lag_median_s``, ``lag_max_s``, ``lag_samples``): for every epoch
   line of every run, the time its point first showed in the student's tab minus the
@@ -73,7 +75,7 @@ from tests.e2e.class_support import (
     start_run,
 )
 from tl_core.errors import TLError
-from tl_core.jobs.queue import get, run_shown_state
+from tl_core.jobs.queue import get, list_jobs, run_shown_state
 from tl_core.jobs.runs import FINAL_STATES, read_metrics, read_status, run_path
 
 #: Seconds between samples of the server's CPU and memory.
@@ -183,7 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             students = _join_all(browser, url, args)
             _start_all(students)
-            watching = _watch_until_done(students, home, pid, args.students)
+            watching = _watch_until_done(students, home, pid)
             idle_cpu = _cpu_over(pid, args.idle_seconds) / max(len(students), 1)
             lags, missed = _lags(students, home)
             exceptions = sum(_safe_exceptions(student.page) for student in students)
@@ -192,16 +194,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sampler.join()
             browser.close()
     exceptions += log.read_text(errors="replace").count("Traceback (most recent call last)")
-    states = _final_states(students, home)
-    waits = _queue_waits(students, home)
+    submitted = [job.run_id for job in list_jobs(home=home)]
+    states = _final_states(submitted, home)
+    waits = _queue_waits(submitted, home)
+    shown = {s.run_id for s in students}
     result = {
         "students": args.students,
         "students_joined": sum(1 for s in students if s.joined),
-        "runs_submitted": sum(1 for s in students if s.run_id),
+        "runs_submitted": len(submitted),
+        "runs_without_tab": sum(1 for run_id in submitted if run_id not in shown),
         "epochs": args.epochs,
         "image_size": args.image_size,
         "runs_completed": states.get("completed", 0),
-        "runs_lost": sum(1 for s in students if s.run_id) - states.get("completed", 0),
+        "runs_lost": len(submitted) - states.get("completed", 0),
         "run_states": states,
         "student_errors": [f"{s.name}: {s.error}" for s in students if s.error],
         "max_wait_spread_s": round(max(waits) - min(waits), 2) if waits else None,
@@ -273,30 +278,32 @@ def _start_all(students: list[_Student]) -> None:
         time.sleep(STAGGER_S)
 
 
-def _watch_until_done(students: list[_Student], home: Path, pid: int, count: int) -> float | None:
-    """Phase 3: sample the server's CPU until every run has ended; return CPU per watching tab.
+def _watch_until_done(students: list[_Student], home: Path, pid: int) -> float | None:
+    """Phase 3: sample the server's CPU until every queued run has ended (a run whose tab
+    lost it included); return the CPU per watching tab.
 
     Gives up after `RUN_ALLOWANCE_S` per run; the runs still going then count as lost.
     """
-    runs = [s.run_id for s in students if s.run_id]
-    deadline = time.monotonic() + RUN_ALLOWANCE_S * max(len(runs), 1)
+    submitted = [job.run_id for job in list_jobs(home=home)]
+    shown = {s.run_id for s in students if s.run_id}
+    deadline = time.monotonic() + RUN_ALLOWANCE_S * max(len(submitted), 1)
     cpu_total = tab_seconds = 0.0
     last_cpu, last_time = cpu_seconds(pid), time.monotonic()
-    watching = _watching(runs, home)
-    while watching and time.monotonic() < deadline:
+    going = _going(submitted, home)
+    while going and time.monotonic() < deadline:
         time.sleep(SAMPLE_EVERY_S)
         now_cpu, now = cpu_seconds(pid), time.monotonic()
         cpu_total += now_cpu - last_cpu
-        tab_seconds += (now - last_time) * watching
+        tab_seconds += (now - last_time) * len(going & shown)
         last_cpu, last_time = now_cpu, now
-        watching = _watching(runs, home)
-        _say(f"{watching} of {count} runs queued or running")
+        going = _going(submitted, home)
+        _say(f"{len(going)} of {len(submitted)} runs queued or running")
     return cpu_total / tab_seconds if tab_seconds else None
 
 
-def _watching(runs: list[str], home: Path) -> int:
-    """How many of `runs` are not over yet (their tabs watch them live)."""
-    return sum(1 for run_id in runs if _state(run_id, home) not in FINAL_STATES)
+def _going(runs: list[str], home: Path) -> set[str]:
+    """Those of `runs` not over yet (a tab showing one watches it live)."""
+    return {run_id for run_id in runs if _state(run_id, home) not in FINAL_STATES}
 
 
 def _state(run_id: str, home: Path) -> str:
@@ -337,25 +344,22 @@ def _lags(students: list[_Student], home: Path) -> tuple[list[float], int]:
     return lags, missed
 
 
-def _final_states(students: list[_Student], home: Path) -> dict[str, int]:
+def _final_states(runs: list[str], home: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for student in students:
-        if student.run_id is not None:
-            state = _state(student.run_id, home)
-            counts[state] = counts.get(state, 0) + 1
+    for run_id in runs:
+        state = _state(run_id, home)
+        counts[state] = counts.get(state, 0) + 1
     return counts
 
 
-def _queue_waits(students: list[_Student], home: Path) -> list[float]:
-    """Seconds each student's run waited: ``started_at`` minus the job's ``queued_at``."""
+def _queue_waits(runs: list[str], home: Path) -> list[float]:
+    """Seconds each run that started waited: ``started_at`` minus the job's ``queued_at``."""
     waits = []
-    for student in students:
-        if student.run_id is None:
-            continue
-        status = read_status(run_path(student.run_id, home))
+    for run_id in runs:
+        status = read_status(run_path(run_id, home))
         if status is not None and status.started_at is not None:
             try:
-                queued_at = get(student.run_id, home=home).queued_at
+                queued_at = get(run_id, home=home).queued_at
             except TLError:  # its job vanished: counted as lost already
                 continue
             waits.append(status.started_at - queued_at)
