@@ -317,6 +317,10 @@ class _Evidence:
     gradcam_note: str | None = None
 
     @property
+    def files(self) -> RunFiles:
+        return RunFiles(self.root)
+
+    @property
     def seconds(self) -> float | None:
         return self.run.summary.duration()
 
@@ -371,7 +375,7 @@ def _evaluation(root: Path, compute: bool) -> tuple[dict[str, Any] | None, str |
     try:
         return evaluate_run(root), None
     except TLError as exc:
-        return None, str(exc)
+        return None, _note(exc, root)
 
 
 def _embeddings(root: Path, compute: bool) -> tuple[dict[str, Any] | None, str | None]:
@@ -381,12 +385,14 @@ def _embeddings(root: Path, compute: bool) -> tuple[dict[str, Any] | None, str |
         return doc, None
     if not compute:
         return None, _not_computed("embeddings")
+    if not RunFiles(root).model.is_file():
+        return None, _no_model(root)
     from tl_core.analysis.evaluate import embeddings
 
     try:
         doc = embeddings(root, max_images=EMBEDDING_IMAGES)
     except TLError as exc:
-        return None, str(exc)
+        return None, _note(exc, root)
     kept.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(kept, doc)  # the Evaluate page shows it without computing again
     return doc, None
@@ -394,9 +400,20 @@ def _embeddings(root: Path, compute: bool) -> tuple[dict[str, Any] | None, str |
 
 def _not_computed(what: str) -> str:
     return (
-        f"The {what} of this run has not been computed yet. Open the run on the Evaluate "
-        "page, or write the report with `python -m tl_core report`, which computes it."
+        f"This run has no {what} yet. Open it on the Evaluate page, or write the report "
+        "with `python -m tl_core report`, which computes what is missing."
     )
+
+
+def _no_model(root: Path) -> str:
+    return f"Run {root.name} has no trained model (it has not finished), so nothing to show."
+
+
+def _note(error: TLError, root: Path) -> str:
+    """Why a piece is missing, in the error's words, without the server's folders (the
+    report leaves the server)."""
+    text = " ".join(str(error).split())
+    return text.replace(str(root), f"run {root.name}").replace(str(root.parent), "the runs")
 
 
 @dataclass(frozen=True)
@@ -466,13 +483,16 @@ def _gradcam(item: _Evidence, pictures: Sequence[_Picture], compute: bool) -> No
     if not compute:
         item.gradcam_note = _not_computed("Grad-CAM")
         return
+    if not item.files.model.is_file():
+        item.gradcam_note = _no_model(item.root)
+        return
     from tl_core.analysis.predict import predict_images
 
     folder = analysis_folder(item.root) / "gradcam"
     try:
         results = predict_images(item.root, [p.file for p in missing], gradcam_dir=folder)
     except TLError as exc:
-        item.gradcam_note = str(exc)
+        item.gradcam_note = _note(exc, item.root)
         return
     for picture, result in zip(missing, results, strict=True):
         item.gradcam[picture.path] = result

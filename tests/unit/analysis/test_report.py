@@ -195,8 +195,20 @@ def test_without_computing_a_missing_analysis_says_how_to_get_it(dataset) -> Non
 
     page = build_report(ids, compute=False).decode("utf-8")
 
-    assert "The embeddings of this run has not been computed yet" in page
+    assert "This run has no embeddings yet." in page
     assert "Before training" in page  # the first run's are still there
+
+
+def test_a_run_without_a_model_says_why_without_naming_server_folders(dataset) -> None:
+    ids = fabricate_runs(dataset, (0.8, 0.9))
+    root = run_path(ids[1])
+    (root / "model.keras").unlink()
+
+    page = build_report(ids).decode("utf-8")
+
+    assert f"run {ids[1]} has no trained model yet" in page
+    assert str(root.parent) not in page
+    assert "<h2>Grad-CAM: where each run looked</h2>" in page  # the first run's still show
 
 
 def test_a_student_may_not_report_on_someone_elses_run(dataset) -> None:
