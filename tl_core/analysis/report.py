@@ -59,7 +59,9 @@ __all__ = [
     "build_report",
     "embeddings_args",
     "gradcam_args",
+    "report_args",
     "report_question",
+    "require_report_access",
     "summary_sentences",
     "write_report",
 ]
@@ -97,6 +99,39 @@ def gradcam_args(run_dir: Path, image: Path) -> list[str]:
     """
     folder = analysis_folder(run_dir) / "gradcam"
     return ["predict", str(run_dir), str(image), "--gradcam", str(folder)]
+
+
+def report_args(run_ids: Sequence[str], out: Path) -> list[str]:
+    """The CLI arguments that write the report of `run_ids` to `out` (with every analysis
+    computed), for a page to run as a background analysis of the first run.
+
+    Example:
+        >>> report_args(["20261207-090000-aaaaaa", "20261207-091000-bbbbbb"], Path("/w/r.html"))
+        ['report', '20261207-090000-aaaaaa', '20261207-091000-bbbbbb', '--out', '/w/r.html']
+    """
+    return ["report", *run_ids, "--out", str(out)]
+
+
+def require_report_access(
+    actor: Identity | None, run_ids: Sequence[str], *, home: Path | None = None
+) -> None:
+    """Refuse a report on runs `actor` may not analyse (a student: their own and shared
+    runs), before anything is read or computed.
+
+    Raises:
+        ConfigError: no run ids.
+        JobError: a malformed run id.
+        AccessDenied: one of the runs is someone else's and not shared.
+
+    Example:
+        >>> require_report_access(None, ["20261207-090000-aaaaaa"])  # the operator: allowed
+    """
+    if not run_ids:
+        raise ConfigError("Expected at least one run id for a report. Received none.")
+    for run_id in run_ids:
+        run_path(run_id, home)  # a malformed id is refused before any file is read
+        if actor is not None:
+            require_run_analysis(actor, run_id, home=home)
 
 
 # --- the summary in plain words ---------------------------------------------------------------
@@ -348,12 +383,7 @@ class _Evidence:
 def _gather(
     run_ids: Sequence[str], home: Path | None, actor: Identity | None, compute: bool
 ) -> list[_Evidence]:
-    if len(run_ids) < 1:
-        raise ConfigError("Expected at least one run id for a report. Received none.")
-    for run_id in run_ids:
-        run_path(run_id, home)  # a malformed id is refused before any file is read
-        if actor is not None:
-            require_run_analysis(actor, run_id, home=home)
+    require_report_access(actor, run_ids, home=home)
     evidence = []
     for run in load_compared_runs(list(dict.fromkeys(run_ids)), home):
         root = run_path(run.run_id, home)

@@ -18,13 +18,15 @@ from tl_core.analysis.report import (
     RunFacts,
     build_report,
     embeddings_args,
+    report_args,
     report_question,
+    require_report_access,
     summary_sentences,
     write_report,
 )
 from tl_core.classroom.identity import Identity
 from tl_core.errors import AccessDenied, ConfigError, JobError
-from tl_core.jobs.runs import run_path
+from tl_core.jobs.runs import RunFiles, read_json, run_path, write_json_atomic
 
 FEATURES = {"freeze": "feature-extraction"}
 TOP_4 = {"freeze": "fine-tune", "unfreeze_last": 4}
@@ -216,6 +218,28 @@ def test_a_student_may_not_report_on_someone_elses_run(dataset) -> None:
 
     with pytest.raises(AccessDenied):
         build_report(ids, actor=Identity.student("Ada"))
+
+
+def test_access_is_checked_for_every_run_not_only_the_first(dataset) -> None:
+    ada, bob = fabricate_runs(dataset, (0.8, 0.9), owner="Ada")
+    config = RunFiles(run_path(bob)).config
+    write_json_atomic(config, read_json(config) | {"owner": "Bob"})
+
+    require_report_access(Identity.student("Ada"), [ada])
+    with pytest.raises(AccessDenied):
+        require_report_access(Identity.student("Ada"), [ada, bob])
+
+
+def test_the_report_command_is_spelled_for_a_background_analysis(tmp_path: Path) -> None:
+    args = report_args(["20261207-090000-aaaaaa", "20261207-091000-bbbbbb"], tmp_path / "r.html")
+
+    assert args == [
+        "report",
+        "20261207-090000-aaaaaa",
+        "20261207-091000-bbbbbb",
+        "--out",
+        str(tmp_path / "r.html"),
+    ]
 
 
 def test_a_report_needs_runs_that_exist(dataset) -> None:
