@@ -152,6 +152,7 @@ def test_plotly_js_is_inlined_exactly_once(dataset) -> None:
     page = build_report(ids).decode("utf-8")
 
     assert page.count(plotly.offline.get_plotlyjs()) == 1
+    assert "</script" not in plotly.offline.get_plotlyjs().lower()  # safe inside <script>
     assert "plotly.js v" in plotly.offline.get_plotlyjs()[:200]
     assert page.count("plotly.js v") == 1
     assert page.count("Plotly.newPlot(") == page.count("class='chart'") > 10
