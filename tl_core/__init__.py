@@ -2,7 +2,8 @@
 
 The facade below is the supported surface for scripts and notebooks: ingest a dataset,
 configure and train a run (in the foreground, or queued with `submit`; a freeze-depth
-ladder with `submit_ladder`), evaluate, embed, predict and export.
+ladder with `submit_ladder`, a data-size curve with `submit_datasize`), evaluate, embed,
+predict and export; fetch or import ImageNet weights for an offline machine.
 
 The actions on the queue take the acting person as ``actor=``: ``None`` (the default) is
 the machine's operator, who may do everything; on a class server it is the signed-in
@@ -17,6 +18,7 @@ Example:
     320
 """
 
+from tl_core.analysis.datasize import datasize_results, submit_datasize
 from tl_core.analysis.evaluate import embeddings, evaluate_run
 from tl_core.analysis.export import export_model, model_card
 from tl_core.analysis.ladder import ladder_configs, submit_ladder
@@ -46,6 +48,7 @@ from tl_core.jobs.fairshare import QueueWait, queue_order, queue_wait
 from tl_core.jobs.queue import delete_run, reorder_queue, request_stop, resume, submit
 from tl_core.jobs.runs import prepare_run
 from tl_core.models.backbones import BackboneSpec, get_backbone, list_backbones
+from tl_core.models.weights import fetch_weights, import_weights, weights_status
 from tl_core.workspace import tl_home
 
 __version__ = "0.1.0"
@@ -68,11 +71,14 @@ __all__ = [
     "TLError",
     "WeightsUnavailable",
     "__version__",
+    "datasize_results",
     "delete_run",
     "embeddings",
     "evaluate_run",
     "export_model",
+    "fetch_weights",
     "get_backbone",
+    "import_weights",
     "ingest_archive",
     "ladder_configs",
     "list_backbones",
@@ -87,7 +93,9 @@ __all__ = [
     "request_stop",
     "resume",
     "submit",
+    "submit_datasize",
     "submit_ladder",
     "tl_home",
     "train_run",
+    "weights_status",
 ]
