@@ -16,7 +16,7 @@ st.set_page_config(
     page_title="Transfer-learning studio", page_icon=":material/school:", layout="wide"
 )
 jobs.scheduler()
-person = signin.require_identity()
+person = signin.require_identity(wizard.pages)
 page = st.navigation(wizard.pages())
 if person is not None:  # before the page, which may stop the script early
     with st.sidebar:

@@ -29,8 +29,8 @@ from tl_core.classroom.roster import TOKEN_DAYS
 IDENTITY = "class_identity"
 #: The cookie that carries the sign-in token across reloads.
 COOKIE = "tl_session"
-#: Session-state key of the token to write into the cookie on this run (after a sign-in).
-_PENDING_COOKIE = "class_pending_cookie"
+#: Session-state key of the token this session's sign-in (or sign-out: "") put in the cookie.
+_SESSION_TOKEN = "class_session_token"
 #: Session-state flag: signed out in this session, so the cookie the browser sent when the
 #: session began (still holding the old token) must not sign the person in again.
 _SIGNED_OUT = "class_signed_out"
@@ -104,31 +104,33 @@ def restore_identity(config: ClassConfig) -> Identity | None:
 
 
 def remember(signed: SignedIn) -> None:
-    """Keep `signed` for this session, and its token in the cookie (written on the next run,
-    by `write_cookie`)."""
+    """Keep `signed` for this session, and its token for the cookie (`write_cookie`)."""
     st.session_state[IDENTITY] = signed.identity
-    st.session_state[_PENDING_COOKIE] = signed.token
+    st.session_state[_SESSION_TOKEN] = signed.token
     st.session_state.pop(_SIGNED_OUT, None)
 
 
 def forget() -> None:
     """Sign out: drop the identity and expire the cookie."""
     st.session_state.pop(IDENTITY, None)
-    st.session_state[_PENDING_COOKIE] = ""
+    st.session_state[_SESSION_TOKEN] = ""
     st.session_state[_SIGNED_OUT] = True
 
 
 def write_cookie() -> None:
-    """Write (or, after `forget`, expire) the sign-in cookie when a sign-in changed it.
+    """Write (or, after `forget`, expire) the sign-in cookie after a sign-in changed it.
 
     Streamlit cannot set cookies from Python; a line of JavaScript in the page does, with
-    ``SameSite=Strict`` so that other sites' requests never carry it.
+    ``SameSite=Strict`` so that other sites' requests never carry it. A script run cut
+    short by a rerun (a polling fragment, a second click) may never reach the browser, so
+    the line is drawn on every run until the browser's cookie (as sent when the session
+    connected) holds the token; it is harmless to set the same cookie twice.
     """
-    token = st.session_state.pop(_PENDING_COOKIE, None)
-    if token is None:
+    token = st.session_state.get(_SESSION_TOKEN)
+    if token is None or st.context.cookies.get(COOKIE, "") == token:
         return
     max_age = TOKEN_DAYS * 86400 if token else 0
-    st.html(
+    st.sidebar.html(
         f"<script>document.cookie = {json.dumps(f'{COOKIE}={token}')} + "
         f"'; path=/; max-age={max_age}; SameSite=Strict';</script>",
         unsafe_allow_javascript=True,

@@ -36,15 +36,20 @@ TEACHER_BUTTON = "signin_teacher"
 _REFUSAL = "signin_refusal"
 
 
-def require_identity() -> Identity | None:
+def require_identity(pages: Callable[[], list[st.Page]]) -> Identity | None:
     """Return who is signed in (``None`` in single-user mode), or draw the sign-in and stop.
 
     A half-configured class (a code without a password) is shown as an error for the
     operator to fix, and nothing else runs.
+
+    Args:
+        pages: the app's pages. Before the sign-in they are registered with a hidden
+            navigation: the URL the person opened stays valid, and Streamlit does not
+            fall back to listing the ``pages/`` folder's files.
     """
     try:
         config = identity.class_config()
-    except TLError as exc:
+    except TLError as exc:  # the operator's to fix; students see the same sentence
         st.error(escape_markdown(str(exc)), icon=":material/error:")
         st.stop()
     if config is None:
@@ -55,6 +60,7 @@ def require_identity() -> Identity | None:
         person = _oidc_identity(config)
     if person is not None:
         return person
+    st.navigation(pages(), position="hidden")
     _render(config)
     st.stop()
 
