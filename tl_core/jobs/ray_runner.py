@@ -384,7 +384,7 @@ class RayRunner:
         (the receiver, in this process, is what writes the run here).
 
         Raises:
-            OSError: the run folder cannot be read or packed.
+            OSError: the run folder cannot be read or packed, or the cluster refused the job.
         """
         root = run_path(job.run_id, self.home)
         doc = read_json(RunFiles(root).config) or {}
@@ -392,20 +392,23 @@ class RayRunner:
         args = ["--resume"] if job.resume else []
         if job.batch_size_override is not None:
             args += ["--batch-size", str(job.batch_size_override)]
-        self._end_actor(job.run_id)  # one left from an earlier attempt holds the name
-        actor = self._remote_class.options(
-            name=actor_name(job.run_id),
-            namespace=NAMESPACE,
-            lifetime="detached",
-            max_restarts=0,
-            **self._slot_request(),
-        ).remote(job.run_id)
-        start = actor.start.remote(
-            pack_folder(root, skip=("log.txt", "tensorboard")),
-            dataset_id,
-            [self._dataset_ref(dataset_id)],
-            args,
-        )
+        try:
+            self._end_actor(job.run_id)  # one left from an earlier attempt holds the name
+            actor = self._remote_class.options(
+                name=actor_name(job.run_id),
+                namespace=NAMESPACE,
+                lifetime="detached",
+                max_restarts=0,
+                **self._slot_request(),
+            ).remote(job.run_id)
+            start = actor.start.remote(
+                pack_folder(root, skip=("log.txt", "tensorboard")),
+                dataset_id,
+                [self._dataset_ref(dataset_id)],
+                args,
+            )
+        except self._ray.exceptions.RayError as exc:  # the scheduler reports an OSError
+            raise OSError(f"the Ray cluster did not take the job: {exc}") from exc
         self._receive(job.run_id, root, actor, start)
         return WorkerRef(os.getpid(), process_start_time(os.getpid()))
 

@@ -104,11 +104,14 @@ def test_the_cluster_asks_for_one_slot_per_job_and_counts_its_slots(
 
 
 def test_two_jobs_train_on_two_nodes_and_the_server_gets_every_epoch(
-    two_runs: list[Path],
+    two_runs: list[Path], cluster: LocalCluster
 ) -> None:
     nodes = {_node_lines(root)[0].split("node ", 1)[1] for root in two_runs}
+    dataset_copies = cluster.scratch.glob("node-*/datasets/*/report.json")
 
     assert len(nodes) == 2, nodes
+    assert sorted(path.parts[-4] for path in dataset_copies) == ["node-0", "node-1"]
+    assert not list(cluster.scratch.glob("node-*/runs/*/run.json"))  # nodes cleaned up
     for root in two_runs:
         assert [line["epoch"] for line in epoch_lines(root)] == [1, 2]
         assert read_status(root).state == "completed"
