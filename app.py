@@ -10,13 +10,19 @@ Pages run inside `ui.shell.inside_app`, so that none of them can run without thi
 
 import streamlit as st
 
-from ui import datasets, jobs, setup_link, shell, sidebar, signin, wizard
+from ui import datasets, jobs, present, setup_link, shell, sidebar, signin, wizard
 
 st.set_page_config(
     page_title="Transfer-learning studio", page_icon=":material/school:", layout="wide"
 )
 jobs.scheduler()
 person = signin.require_identity(wizard.pages)
+# --- presentation mode (?present=1): the slides alone, no navigation, page or sidebar ---
+if present.requested():
+    st.navigation(wizard.pages(), position="hidden")  # the page's address stays valid
+    present.render()
+    st.stop()
+# ---
 page = st.navigation(wizard.pages())
 if person is not None:  # before the page, which may stop the script early
     with st.sidebar:
