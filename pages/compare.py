@@ -42,6 +42,8 @@ else:
     chosen = compare_view.pick_runs(runs)
     with user_errors():
         compare_view.render_comparison(chosen)
+    with user_errors():
+        compare_view.render_share(chosen)
 
 st.divider()
 st.subheader("Freeze-depth ladder", anchor=False)

@@ -39,3 +39,8 @@ if embeddings.open:
 if drift.open:
     with drift, user_errors():
         evaluate_view.render_drift(run)
+
+st.divider()
+st.subheader("Report", anchor=False)
+with user_errors():
+    evaluate_view.render_report(run, runs)

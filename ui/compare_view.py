@@ -36,9 +36,10 @@ from tl_core.errors import ConfigError
 from tl_core.jobs.runs import ACTIVE_STATES, FINAL_STATES, RunSummary
 from tl_core.viz.markdown import escape_markdown
 from tl_core.viz.plots import compare_curves_figure, ladder_figure
-from ui import state
+from ui import present, state
 from ui.errors import user_errors
 from ui.identity import current_actor
+from ui.report_view import render_report_download
 
 #: Widget key of the runs-to-compare multiselect.
 RUN_SELECT = "compare_runs"
@@ -52,6 +53,8 @@ LADDER_DEPTHS = "ladder_depths"
 QUEUE_LADDER = "ladder_queue"
 #: Prefix of each listed ladder's "Compare these runs" button key (``ladder_compare_<id>``).
 LADDER_COMPARE = "ladder_compare"
+#: Widget key prefix of the report's buttons.
+REPORT = "compare_report"
 #: The id of the ladder this session just queued, to confirm it once after the rerun.
 QUEUED_LADDER = "ladder_queued"
 
@@ -116,6 +119,25 @@ def render_comparison(run_ids: Sequence[str]) -> None:
         st.dataframe(diff, width="stretch")
     st.markdown("**Results**")
     st.dataframe(metrics_table(runs), width="stretch")
+
+
+def render_share(run_ids: Sequence[str]) -> None:
+    """Present the chosen runs as slides, or download them as one report file.
+
+    Raises `AccessDenied` when the person may not analyse one of the runs.
+    """
+    if len(run_ids) < 2:
+        return
+    present_column, report_column = st.columns([1, 3], vertical_alignment="top")
+    present_column.link_button(
+        "Present",
+        present.present_url(run_ids),
+        icon=":material/slideshow:",
+        help="Opens these runs as full-screen slides in a new tab: the arrow keys move "
+        "between them.",
+    )
+    with report_column:
+        render_report_download(run_ids, key=REPORT)
 
 
 def render_ladder_section(runs: Sequence[RunSummary]) -> None:

@@ -39,6 +39,7 @@ from ui import state
 from ui.analysis import await_analysis
 from ui.dataset_view import thumbnail
 from ui.errors import user_errors
+from ui.report_view import render_report_download
 
 #: Widget key of the trained-run picker.
 RUN_PICKER = "evaluate_run_picker"
@@ -56,6 +57,8 @@ EVALUATE_ANALYSIS = "evaluate_metrics"
 GRADCAM_EVALUATE_ANALYSIS = "evaluate_gradcam_metrics"
 GRADCAM_ANALYSIS = "evaluate_gradcam"
 EMBEDDINGS_ANALYSIS = "evaluate_embeddings"
+#: Key prefix of the report's buttons.
+REPORT = "evaluate_report"
 
 #: The tabs, in order.
 TAB_LABELS = ("Metrics", "Grad-CAM", "Embeddings", "Weight drift")
@@ -619,3 +622,30 @@ def render_drift(run: RunSummary) -> None:
         "Colour: each backbone block's relative change since the start, "
         "‖w − w₀‖ / ‖w₀‖, after each epoch; input side at the top. " + drift_in_words(table)
     )
+
+
+def report_runs(run: RunSummary, runs: Sequence[RunSummary]) -> list[str]:
+    """The runs a report from this page shows: `run`, then the run the Grad-CAM tab
+    compares it with, when one is picked there.
+
+    Example:
+        >>> report_runs(picked, trained)  # with a second run picked  # doctest: +SKIP
+        ['20261123-131500-bbbbbb', '20261120-090000-aaaaaa']
+    """
+    other = st.session_state.get(COMPARE_PICKER)
+    candidates = {candidate.run_id for candidate in comparison_runs(run, runs)}
+    return [run.run_id, other] if other in candidates else [run.run_id]
+
+
+def render_report(run: RunSummary, runs: Sequence[RunSummary]) -> None:
+    """The run's report (with the run it is compared with), ready to download.
+
+    Raises `AccessDenied` when the person may not analyse one of the runs.
+    """
+    ids = report_runs(run, runs)
+    also = f" and {ids[1]}, the run Grad-CAM compares it with," if len(ids) > 1 else ""
+    st.caption(
+        f"One HTML file with everything above for {run.run_id}{also} that opens offline "
+        "in any browser: to send to someone who is not at the app."
+    )
+    render_report_download(ids, key=REPORT)

@@ -24,11 +24,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlencode
 
 import streamlit as st
 
 from tl_core import TLError, load_dataset
-from tl_core.analysis.background import analysis_folder
+from tl_core.analysis.background import analysis_folder, result_path
 from tl_core.analysis.compare import (
     ComparedRun,
     default_selection,
@@ -43,8 +44,9 @@ from tl_core.viz.evaluation import confusion_matrix_figure, drift_figure
 from tl_core.viz.markdown import escape_markdown
 from tl_core.viz.plots import compare_curves_figure, freeze_strip_figure, plotly_text
 from tl_core.workspace import safe_join
-from ui import compare_view, run_view, runs_view, state
+from ui import run_view, runs_view, state
 from ui.errors import user_errors
+from ui.evaluate_view import evaluate_args
 
 #: Query parameters: presentation mode on, the runs shown, the slide, a live run.
 PRESENT_PARAM = "present"
@@ -90,6 +92,16 @@ _CSS = f"""
 def requested() -> bool:
     """Whether this page view asks for presentation mode (``?present=1``)."""
     return st.query_params.get(PRESENT_PARAM) == "1"
+
+
+def present_url(run_ids: Sequence[str]) -> str:
+    """The address of presentation mode for `run_ids`, relative to the current page.
+
+    Example:
+        >>> present_url(["20261207-090000-aaaaaa", "20261207-091000-bbbbbb"])
+        '?present=1&runs=20261207-090000-aaaaaa,20261207-091000-bbbbbb'
+    """
+    return "?" + urlencode(present_params(run_ids), safe=",")
 
 
 def present_params(run_ids: Sequence[str], *, live: str | None = None) -> dict[str, str]:
@@ -219,16 +231,13 @@ def _render_controls(index: int, count: int) -> None:
 def _chosen_runs() -> tuple[list[str], str | None]:
     """The presented run ids (those the person may see) and the live run, if any.
 
-    ``?runs=`` wins; without it, the runs chosen on Compare, else Compare's default.
+    ``?runs=`` wins; without it, the runs the Compare page starts with.
     """
     visible = runs_view.load_runs()
     seen = {run.run_id for run in visible}
     asked = [run_id for run_id in st.query_params.get(RUNS_PARAM, "").split(",") if run_id]
     if not asked:
-        chosen = st.session_state.get(compare_view.RUN_SELECT)
-        asked = (
-            chosen if isinstance(chosen, list) else default_selection(visible, state.dataset_id())
-        )
+        asked = default_selection(visible, state.dataset_id())
     run_ids = list(dict.fromkeys(run_id for run_id in asked if run_id in seen))
     hidden = len(set(asked) - seen)
     if hidden:
@@ -290,9 +299,11 @@ def _bind(draw: Callable[[_Run], None], item: _Run) -> Callable[[], None]:
 def _read(run: ComparedRun) -> _Run:
     root = run_path(run.run_id)
     item = _Run(run, read_json(RunFiles(root).config, {}) or {})
-    evaluation = read_json(root / EVAL_FILE)
-    if isinstance(evaluation, dict) and "confusion_matrix" in evaluation:
-        item.evaluation = evaluation
+    for kept in (root / EVAL_FILE, result_path(root, evaluate_args(root))):
+        evaluation = read_json(kept)
+        if isinstance(evaluation, dict) and "confusion_matrix" in evaluation:
+            item.evaluation = evaluation
+            break
     item.gradcam = _kept_gradcam(root)
     return item
 

@@ -13,15 +13,18 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.analysis_support import store_analysis
 from tests.app.run_support import FakeRunner, fabricate_run, texts, write_metrics
 from tests.app.run_support import epoch_line as line
 from tests.app.wizard_support import assert_no_exception, offline_app
+from tl_core.analysis.background import result_path
 from tl_core.analysis.ladder import list_ladders
+from tl_core.analysis.report import report_args
 from tl_core.fsutil import FolderLock
 from tl_core.jobs.queue import list_jobs
 from tl_core.jobs.runs import RunFiles, read_json, run_path, write_json_atomic
 from tl_core.jobs.scheduler import Scheduler
-from ui import compare_view, state
+from ui import compare_view, report_view, state
 
 PAGE = "pages/compare.py"
 OLD_RUN = "20261120-090000-aaaaaa"
@@ -196,3 +199,62 @@ def test_a_ladder_from_scratch_comes_with_a_caveat_and_can_still_be_queued(
     assert any("random weights" in text for text in texts(app, "info"))
     assert not texts(app, "warning")
     assert not _button(app, compare_view.QUEUE_LADDER).disabled
+
+
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The background analyses the page starts: recorded, never run (their markers stay,
+    so the page waits for them as for a process still starting)."""
+    started: list[list[str]] = []
+    monkeypatch.setattr(
+        "tl_core.analysis.background.spawn_tracked",
+        lambda argv, **_: started.append(list(argv)),
+    )
+    return started
+
+
+def _finish_report(run_ids: list[str], html: bytes) -> None:
+    """Write the report file and its result, as the ``report`` process would."""
+    out = report_view.report_file(run_ids)
+    args = report_args(run_ids, out)
+    out.write_bytes(html)
+    store_analysis(run_path(run_ids[0]), args, {"run_ids": run_ids, "report": str(out)})
+    result_path(run_path(run_ids[0]), args).with_suffix(".pid").unlink()
+
+
+def test_two_chosen_runs_can_be_presented_as_slides(app: AppTest) -> None:
+    fabricate_run(OLD_RUN, state="completed", val_accuracies=(0.5, 0.8))
+    fabricate_run(NEW_RUN, state="completed", val_accuracies=(0.6, 0.9), config=PRETRAINED)
+
+    _open(app)
+
+    assert_no_exception(app)
+    (present,) = app.get("link_button")
+    assert present.proto.label == "Present"
+    assert present.proto.url == f"?present=1&runs={NEW_RUN},{OLD_RUN}"
+
+
+def test_prepare_report_writes_it_in_the_background_then_offers_the_download(
+    app: AppTest, spawned: list[list[str]]
+) -> None:
+    fabricate_run(OLD_RUN, state="completed", val_accuracies=(0.5, 0.8))
+    fabricate_run(NEW_RUN, state="completed", val_accuracies=(0.6, 0.9), config=PRETRAINED)
+    _open(app)
+    assert not app.get("download_button")
+
+    _button(app, f"{compare_view.REPORT}_prepare").click().run()
+
+    assert_no_exception(app)
+    ((*_, command, first, second, flag, out),) = spawned
+    assert (command, first, second, flag) == ("report", NEW_RUN, OLD_RUN, "--out")
+    assert out == str(report_view.report_file([NEW_RUN, OLD_RUN]))
+    assert any(text.startswith("Writing the report") for text in texts(app, "info"))
+
+    _finish_report([NEW_RUN, OLD_RUN], b"<!DOCTYPE html><title>report</title>")
+    app.run()
+
+    assert_no_exception(app)
+    (download,) = app.get("download_button")
+    assert download.proto.label == "Download report"
+    assert not any(b.key == f"{compare_view.REPORT}_prepare" for b in app.button)
+    assert len(spawned) == 1

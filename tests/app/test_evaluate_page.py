@@ -22,9 +22,10 @@ from tests.app.run_support import fabricate_run, texts
 from tests.app.wizard_support import assert_no_exception, offline_app
 from tl_core import DatasetReport, ingest_archive
 from tl_core.analysis.background import result_path
+from tl_core.analysis.report import report_args
 from tl_core.data.dataset import split_dataset
 from tl_core.jobs.runs import RunFiles, append_jsonl, read_json, run_path, write_json_atomic
-from ui import evaluate_view, state
+from ui import evaluate_view, report_view, state
 
 PAGE = "pages/evaluate.py"
 FEATURE_RUN = "20261123-100000-aaaaaa"  # older: feature extraction
@@ -429,3 +430,48 @@ def test_an_evaluation_waiting_for_a_free_slot_says_so(
 
     assert_no_exception(app)
     assert any("waiting for other analyses" in info for info in texts(app, "info"))
+
+
+def test_the_report_holds_the_run_and_the_one_grad_cam_compares_it_with(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, two_runs: tuple[Path, Path]
+) -> None:
+    started: list[list[str]] = []
+    monkeypatch.setattr(
+        "tl_core.analysis.background.spawn_tracked",
+        lambda argv, **_: started.append(list(argv)),
+    )
+    app.session_state[evaluate_view.COMPARE_PICKER] = FEATURE_RUN
+    _open(app, "Weight drift")
+    assert not app.get("download_button")
+
+    (prepare,) = [b for b in app.button if b.key == f"{evaluate_view.REPORT}_prepare"]
+    prepare.click().run()
+
+    assert_no_exception(app)
+    ((*_, command, first, second, flag, out),) = started
+    assert (command, first, second, flag) == ("report", FINE_TUNE_RUN, FEATURE_RUN, "--out")
+    ids = [FINE_TUNE_RUN, FEATURE_RUN]
+    assert out == str(report_view.report_file(ids))
+
+    Path(out).write_bytes(b"<!DOCTYPE html><title>report</title>")
+    args = report_args(ids, Path(out))
+    store_analysis(two_runs[1], args, {"run_ids": ids, "report": out})
+    result_path(two_runs[1], args).with_suffix(".pid").unlink()
+    app.run()
+
+    assert_no_exception(app)
+    (download,) = app.get("download_button")
+    assert download.proto.label == "Download report"
+
+
+def test_without_a_second_run_the_report_holds_the_evaluated_run_alone(
+    app: AppTest, two_runs: tuple[Path, Path]
+) -> None:
+    app.session_state[evaluate_view.COMPARE_PICKER] = evaluate_view.NO_COMPARISON
+
+    _open(app, "Weight drift")
+
+    assert_no_exception(app)
+    caption = next(c for c in texts(app, "caption") if c.startswith("One HTML file"))
+    assert f"for {FINE_TUNE_RUN} that opens offline" in caption
+    assert any(b.key == f"{evaluate_view.REPORT}_prepare" for b in app.button)
