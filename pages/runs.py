@@ -9,7 +9,7 @@ watch, without its buttons.
 
 import streamlit as st
 
-from ui import run_view, runs_view, setup_link, shell, state
+from ui import demo_view, run_view, runs_view, setup_link, shell, state
 from ui.errors import user_errors
 
 shell.ensure_app()
@@ -25,6 +25,8 @@ runs_view.show_deleted()
 runs = []
 with user_errors():
     runs = runs_view.load_runs()
+with user_errors():
+    demo_view.render_demo(expanded=not runs)
 if not runs and state.run_id() is None:
     st.info("No runs yet: start one on the Train page.", icon=":material/info:")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,21 @@ from tests.app.run_support import (
     texts,
 )
 from tests.app.wizard_support import assert_no_exception, offline_app
+from tl_core.analysis.background import result_path
+from tl_core.analysis.demo_job import DEMO_ARGS, demo_folder, request_demo
+from tl_core.classroom.identity import Identity
 from tl_core.config import RunConfig
+from tl_core.errors import AccessDenied
 from tl_core.fsutil import FolderLock
 from tl_core.jobs.queue import get, submit
-from tl_core.jobs.runs import RunStatus, run_path, write_status
+from tl_core.jobs.runs import RunStatus, run_path, write_json_atomic, write_status
 from tl_core.jobs.scheduler import Scheduler
-from ui import runs_view, state
+from ui import demo_view, identity, runs_view, state
 
 PAGE = "pages/runs.py"
 OLD_RUN = "20261120-090000-aaaaaa"
 NEW_RUN = "20261123-131500-bbbbbb"
+ADA = Identity.student("Ada")
 
 
 # Every test here gets the fake queue (`tests/app/conftest.py`), used or not.
@@ -226,3 +232,95 @@ def test_a_running_run_offers_no_delete(app: AppTest, queue: tuple[Scheduler, Fa
     assert_no_exception(app)
     labels = [button.label for button in app.button]
     assert "Stop" in labels and "Delete run" not in labels
+
+
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The background processes the page starts: recorded, never run (their markers
+    stay, so the page waits for them as for a process still starting)."""
+    started: list[list[str]] = []
+    monkeypatch.setattr(
+        "tl_core.analysis.background.spawn_tracked",
+        lambda argv, **_: started.append(list(argv)),
+    )
+    return started
+
+
+def _finish_demo(run_ids: list[str]) -> None:
+    """Leave what ``python -m tl_core demo`` leaves: its runs, its report, its result."""
+    for run_id in run_ids:
+        fabricate_run(run_id, state="completed", val_accuracies=(0.5, 0.75))
+    report = demo_folder() / "report.html"
+    report.write_bytes(b"<!DOCTYPE html><title>demo</title>")
+    kept = result_path(demo_folder(), DEMO_ARGS)
+    write_json_atomic(kept, {"run_ids": run_ids, "report": str(report)})
+    kept.with_suffix(".pid").unlink()
+
+
+def _demo_buttons(app: AppTest) -> list[str]:
+    return [button.label for button in app.button if button.key.startswith(demo_view.DEMO)]
+
+
+def test_prepare_a_demo_trains_in_the_background_then_opens_its_runs(
+    app: AppTest, spawned: list[list[str]]
+) -> None:
+    _open(app)
+    assert _demo_buttons(app) == ["Prepare a demo"]
+
+    app.button(key=f"{demo_view.DEMO}_prepare").click().run()
+
+    assert_no_exception(app)
+    ((*_, command),) = spawned
+    assert command == "demo"
+    assert any(text.startswith("Preparing the demo") for text in texts(app, "info"))
+
+    _finish_demo([OLD_RUN, NEW_RUN])
+    app.run()
+
+    assert_no_exception(app)
+    assert "The demo is ready." in texts(app, "success")
+    assert _demo_buttons(app) == [f"Open {OLD_RUN}", f"Open {NEW_RUN}", "Open Compare"]
+    (present,) = app.get("link_button")
+    assert present.proto.url == f"?present=1&runs={OLD_RUN},{NEW_RUN}"
+    assert [b.proto.label for b in app.get("download_button")] == ["Download report"]
+
+    app.button(key=f"{demo_view.DEMO}_open_{NEW_RUN}").click().run()
+
+    assert app.session_state[state.RUN_ID] == NEW_RUN
+    assert app.query_params["run"] == NEW_RUN
+    assert len(spawned) == 1
+
+
+def test_a_demo_whose_runs_were_deleted_offers_to_prepare_it_again(
+    app: AppTest, spawned: list[list[str]]
+) -> None:
+    _open(app)
+    app.button(key=f"{demo_view.DEMO}_prepare").click().run()
+    _finish_demo([OLD_RUN, NEW_RUN])
+    shutil.rmtree(run_path(NEW_RUN))
+
+    app.run()
+
+    assert_no_exception(app)
+    assert texts(app, "warning") == [
+        "The prepared demo's runs or report were deleted since. Prepare it again."
+    ]
+    app.button(key=f"{demo_view.DEMO}_again").click().run()
+    assert len(spawned) == 2
+
+
+@pytest.mark.parametrize(("person", "offered"), [(Identity.teacher(), True), (ADA, False)])
+def test_in_class_mode_only_the_teacher_is_offered_the_demo(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, person: Identity, offered: bool
+) -> None:
+    monkeypatch.setenv("TL_CLASS_CODE", "MAPLE-7")
+    monkeypatch.setenv("TL_TEACHER_PASSWORD", "correct horse")
+    app.session_state[identity.IDENTITY] = person
+
+    _open(app)
+
+    assert_no_exception(app)
+    assert (_demo_buttons(app) == ["Prepare a demo"]) is offered
+    if not offered:
+        with pytest.raises(AccessDenied, match="Only the teacher can prepare a demo"):
+            request_demo(actor=person)
