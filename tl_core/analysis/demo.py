@@ -44,14 +44,15 @@ __all__ = ["DEMO_BACKBONE", "SAMPLE_ARCHIVE", "Demo", "demo_configs", "prepare_d
 SAMPLE_ARCHIVE = Path(__file__).resolve().parents[2] / "assets" / "sample_shapes.zip"
 #: The demo's backbone: small, fast on a CPU, with per-size ImageNet weights.
 DEMO_BACKBONE = "mobilenet_v2"
-#: Image sides: ImageNet's smallest MobileNetV2 weights, or tiny for the scratch start.
+#: Image sides: ImageNet's smallest MobileNetV2 weights; for the scratch start, small but
+#: large enough that the shapes survive MobileNetV2's downsampling (32 px learns much less).
 IMAGENET_SIZE = 96
-SCRATCH_SIZE = 32
+SCRATCH_SIZE = 48
 #: Top blocks the fine-tuned run trains.
 FINE_TUNE_BLOCKS = 4
 #: Epochs of each compared run, and of the scratch backbone's training.
 EPOCHS = 5
-SCRATCH_EPOCHS = 10
+SCRATCH_EPOCHS = 12
 #: Where the demo's report is written, under ``TL_HOME``.
 DEMO_FOLDER = "demo"
 
