@@ -62,6 +62,8 @@ SLIDE_KEY = "present_slide"
 LIVE_KEY = "present_live"
 #: Runs a presentation shows at most, side by side.
 MAX_RUNS = 4
+#: Font size of the charts' text, in pixels: legible from the back of a room.
+CHART_FONT_SIZE = 18
 #: Grad-CAM pictures on their slide at most.
 GRADCAM_SHOWN = 3
 
@@ -75,7 +77,8 @@ _CSS = f"""
 .st-key-{SLIDE_KEY} h1 {{ font-size: 3.2rem; line-height: 1.15; }}
 .st-key-{SLIDE_KEY} h2 {{ font-size: 2.4rem; }}
 .st-key-{SLIDE_KEY} p, .st-key-{SLIDE_KEY} li {{ font-size: 1.7rem; line-height: 1.45; }}
-.st-key-{SLIDE_KEY} [data-testid="stMetricValue"] {{ font-size: 3rem; }}
+.st-key-{SLIDE_KEY} [data-testid="stMetricValue"],
+.st-key-{SLIDE_KEY} [data-testid="stMetricValue"] p {{ font-size: 3rem; }}
 .st-key-{SLIDE_KEY} [data-testid="stMetricLabel"] p {{ font-size: 1.3rem; }}
 .st-key-{SLIDE_KEY} [data-testid="stCaptionContainer"] p {{ font-size: 1.2rem; }}
 .st-key-{LIVE_KEY} [data-testid="stButton"] {{ display: none; }}
@@ -324,6 +327,18 @@ def _kept_gradcam(root: Path) -> dict[str, dict[str, Any]]:
     return kept
 
 
+def _chart(figure: Any, key: str, *, height: int | None = None) -> None:
+    """A chart in the slides' large type: drawn without Streamlit's theme, which would
+    shrink its fonts back to the page's."""
+    figure.update_layout(font={"size": CHART_FONT_SIZE})
+    # Larger tick labels need room: let the axes push the margins out.
+    figure.update_xaxes(automargin=True)
+    figure.update_yaxes(automargin=True)
+    if height is not None:
+        figure.update_layout(height=height)
+    st.plotly_chart(figure, key=key, theme=None, config={"displayModeBar": False})
+
+
 def _columns(runs: Sequence[_Run]) -> list[Any]:
     return st.columns(len(runs), gap="large")
 
@@ -354,31 +369,28 @@ def _setup(item: _Run) -> None:
     if blocks:
         infos = [BlockInfo(str(b["name"]), (), int(b.get("params") or 0), ()) for b in blocks]
         trainable = {str(b["name"]) for b in blocks if b.get("trainable")}
-        st.plotly_chart(
-            freeze_strip_figure(infos, trainable),
-            key=f"present_strip_{item.run.run_id}",
-            config={"displayModeBar": False},
-        )
+        _chart(freeze_strip_figure(infos, trainable), f"present_strip_{item.run.run_id}")
         st.markdown(
-            f"{len(trainable)} of {len(blocks)} backbone blocks train (blue); "
-            "the others stay frozen. Input on the left."
+            f"{len(trainable)} of {len(blocks)} backbone blocks train, in colour; the grey "
+            "ones stay frozen. Input on the left."
         )
     else:
         st.markdown("The block plan is written when the run starts.")
-    st.caption(
-        f"{escape_markdown(str(config.get('backbone')))} · "
-        f"{escape_markdown(str(config.get('image_size')))} px · "
-        f"{escape_markdown(str(config.get('epochs')))} epochs · "
-        f"learning rate {escape_markdown(str(config.get('learning_rate')))}"
-    )
+    settings = [
+        (config.get("backbone"), "{}"),
+        (config.get("image_size"), "{} px"),
+        (config.get("epochs"), "{} epochs"),
+        (config.get("learning_rate"), "learning rate {}"),
+    ]
+    shown = [form.format(escape_markdown(str(value))) for value, form in settings if value]
+    st.caption(" · ".join(shown))
 
 
 def _curves(runs: Sequence[_Run]) -> None:
     figure = compare_curves_figure(
         [(plotly_text(item.label), item.run.epochs) for item in runs], show_training=True
     )
-    figure.update_layout(height=560, font={"size": 18})
-    st.plotly_chart(figure, key="present_curves", config={"displayModeBar": False})
+    _chart(figure, "present_curves", height=560)
     st.caption("Validation solid, training dashed; one colour per run.")
 
 
@@ -423,7 +435,9 @@ def _seconds_delta(base: float | None, value: float | None) -> str | None:
     if base is None or value is None:
         return None
     change = value - base
-    return ("+" if change >= 0 else "−") + _clock(abs(change))
+    if abs(change) < 1:
+        return None  # the same time: no arrow
+    return ("+" if change > 0 else "−") + _clock(abs(change))
 
 
 def _clock(seconds: float) -> str:
@@ -451,13 +465,10 @@ def _confusions(runs: Sequence[_Run]) -> None:
             if item.evaluation is None:
                 _missing_evaluation(item)
                 continue
-            st.plotly_chart(
-                confusion_matrix_figure(
-                    item.evaluation["confusion_matrix"], item.evaluation["class_names"]
-                ),
-                key=f"present_confusion_{item.run.run_id}",
-                config={"displayModeBar": False},
+            figure = confusion_matrix_figure(
+                item.evaluation["confusion_matrix"], item.evaluation["class_names"]
             )
+            _chart(figure, f"present_confusion_{item.run.run_id}")
     st.caption("Rows: the true class; columns: what the run took it for.")
 
 
@@ -499,11 +510,7 @@ def _drift(runs: Sequence[_Run]) -> None:
             if not table["epochs"]:
                 st.caption("This run recorded no weight drift.")
                 continue
-            st.plotly_chart(
-                drift_figure(table),
-                key=f"present_drift_{item.run.run_id}",
-                config={"displayModeBar": False},
-            )
+            _chart(drift_figure(table), f"present_drift_{item.run.run_id}")
     st.caption("How far each block's weights moved from the start; grey blocks stayed frozen.")
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from tests.app.run_support import fabricate_run, texts
 from tests.app.wizard_support import assert_no_exception, offline_app
+from tl_core.analysis.background import analysis_folder, result_path
 from tl_core.analysis.evaluate import EVAL_FILE
 from tl_core.jobs.runs import run_path, write_json_atomic
 from ui import present
@@ -178,3 +180,34 @@ def test_runs_that_cannot_be_shown_are_left_out_with_a_warning(
     assert_no_exception(app)
     assert texts(app, "warning")[0].startswith("1 of the runs in this link cannot be shown")
     assert _headings(app)[0].startswith("# What changes when")
+
+
+def _keep_gradcam(run_id: str, image: str, label: str) -> None:
+    """Keep a Grad-CAM prediction of `image` by `run_id`, as the Evaluate page leaves it."""
+    root = run_path(run_id)
+    overlay = analysis_folder(root) / "gradcam" / f"{run_id[-6:]}.png"
+    overlay.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(overlay)
+    row = {"image": image, "label": label, "confidence": 0.875, "gradcam": str(overlay)}
+    write_json_atomic(result_path(root, ["predict", str(root), image, "--gradcam", "x"]), [row])
+
+
+def test_grad_cam_already_computed_by_both_runs_gets_a_slide_of_pairs(
+    app: AppTest, two_runs: list[str], tmp_path: Path
+) -> None:
+    _evaluate(BASE_RUN, ["cat", "dog"], confused=2)
+    _evaluate(TUNED_RUN, ["cat", "dog"], confused=1)
+    picture = str(tmp_path / "cat_001.png")
+    _keep_gradcam(BASE_RUN, picture, "dog")
+    _keep_gradcam(TUNED_RUN, picture, "cat")
+    _keep_gradcam(TUNED_RUN, str(tmp_path / "alone.png"), "cat")  # no pair: not shown
+
+    _present(app, two_runs, slide="8")
+
+    assert_no_exception(app)
+    assert _headings(app) == ["# Where each run looks"]
+    assert len(app.image) == 2
+    assert [c for c in texts(app, "caption") if "87%" in c or "88%" in c] == [
+        "#1 mobilenet_v2 · feature extraction: dog (88%)",
+        "#2 mobilenet_v2 · fine-tune top 3: cat (88%)",
+    ]
