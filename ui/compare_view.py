@@ -122,12 +122,16 @@ def render_comparison(run_ids: Sequence[str]) -> None:
 
 
 def render_share(run_ids: Sequence[str]) -> None:
-    """Present the chosen runs as slides, or download them as one report file.
+    """Present the chosen runs as slides, or download them as one report file; the
+    oldest run comes first, as the baseline.
 
     Raises `AccessDenied` when the person may not analyse one of the runs.
     """
     if len(run_ids) < 2:
         return
+    # Oldest first: the earlier run is the baseline the later ones are measured against
+    # (run ids begin with their creation time).
+    run_ids = sorted(run_ids)
     present_column, report_column = st.columns([1, 3], vertical_alignment="top")
     present_column.link_button(
         "Present",

@@ -625,16 +625,17 @@ def render_drift(run: RunSummary) -> None:
 
 
 def report_runs(run: RunSummary, runs: Sequence[RunSummary]) -> list[str]:
-    """The runs a report from this page shows: `run`, then the run the Grad-CAM tab
-    compares it with, when one is picked there.
+    """The runs a report from this page shows: `run`, and the run the Grad-CAM tab
+    compares it with when one is picked there, the older one first (the baseline).
 
     Example:
         >>> report_runs(picked, trained)  # with a second run picked  # doctest: +SKIP
-        ['20261123-131500-bbbbbb', '20261120-090000-aaaaaa']
+        ['20261120-090000-aaaaaa', '20261123-131500-bbbbbb']
     """
     other = st.session_state.get(COMPARE_PICKER)
     candidates = {candidate.run_id for candidate in comparison_runs(run, runs)}
-    return [run.run_id, other] if other in candidates else [run.run_id]
+    # Oldest first: the earlier run is the baseline (run ids begin with their creation time).
+    return sorted([run.run_id, other]) if other in candidates else [run.run_id]
 
 
 def render_report(run: RunSummary, runs: Sequence[RunSummary]) -> None:
@@ -643,7 +644,8 @@ def render_report(run: RunSummary, runs: Sequence[RunSummary]) -> None:
     Raises `AccessDenied` when the person may not analyse one of the runs.
     """
     ids = report_runs(run, runs)
-    also = f" and {ids[1]}, the run Grad-CAM compares it with," if len(ids) > 1 else ""
+    others = [run_id for run_id in ids if run_id != run.run_id]
+    also = f" and {others[0]}, the run Grad-CAM compares it with," if others else ""
     st.caption(
         f"One HTML file with everything above for {run.run_id}{also} that opens offline "
         "in any browser: to send to someone who is not at the app."

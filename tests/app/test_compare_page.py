@@ -231,7 +231,7 @@ def test_two_chosen_runs_can_be_presented_as_slides(app: AppTest) -> None:
     assert_no_exception(app)
     (present,) = app.get("link_button")
     assert present.proto.label == "Present"
-    assert present.proto.url == f"?present=1&runs={NEW_RUN},{OLD_RUN}"
+    assert present.proto.url == f"?present=1&runs={OLD_RUN},{NEW_RUN}", "the oldest first"
 
 
 def test_prepare_report_writes_it_in_the_background_then_offers_the_download(
@@ -246,11 +246,11 @@ def test_prepare_report_writes_it_in_the_background_then_offers_the_download(
 
     assert_no_exception(app)
     ((*_, command, first, second, flag, out),) = spawned
-    assert (command, first, second, flag) == ("report", NEW_RUN, OLD_RUN, "--out")
-    assert out == str(report_view.report_file([NEW_RUN, OLD_RUN]))
+    assert (command, first, second, flag) == ("report", OLD_RUN, NEW_RUN, "--out")
+    assert out == str(report_view.report_file([OLD_RUN, NEW_RUN]))
     assert any(text.startswith("Writing the report") for text in texts(app, "info"))
 
-    _finish_report([NEW_RUN, OLD_RUN], b"<!DOCTYPE html><title>report</title>")
+    _finish_report([OLD_RUN, NEW_RUN], b"<!DOCTYPE html><title>report</title>")
     app.run()
 
     assert_no_exception(app)

@@ -449,14 +449,14 @@ def test_the_report_holds_the_run_and_the_one_grad_cam_compares_it_with(
 
     assert_no_exception(app)
     ((*_, command, first, second, flag, out),) = started
-    assert (command, first, second, flag) == ("report", FINE_TUNE_RUN, FEATURE_RUN, "--out")
-    ids = [FINE_TUNE_RUN, FEATURE_RUN]
+    assert (command, first, second, flag) == ("report", FEATURE_RUN, FINE_TUNE_RUN, "--out")
+    ids = [FEATURE_RUN, FINE_TUNE_RUN]
     assert out == str(report_view.report_file(ids))
 
     Path(out).write_bytes(b"<!DOCTYPE html><title>report</title>")
     args = report_args(ids, Path(out))
-    store_analysis(two_runs[1], args, {"run_ids": ids, "report": out})
-    result_path(two_runs[1], args).with_suffix(".pid").unlink()
+    store_analysis(two_runs[0], args, {"run_ids": ids, "report": out})
+    result_path(two_runs[0], args).with_suffix(".pid").unlink()
     app.run()
 
     assert_no_exception(app)
