@@ -13,8 +13,10 @@ from tests.app.run_support import fabricate_run, texts
 from tests.app.wizard_support import assert_no_exception, offline_app
 from tl_core.analysis.background import analysis_folder, result_path
 from tl_core.analysis.evaluate import EVAL_FILE
+from tl_core.classroom.identity import Identity
+from tl_core.fsutil import FolderLock
 from tl_core.jobs.runs import run_path, write_json_atomic
-from ui import present
+from ui import identity, present
 
 BASE_RUN = "20261120-090000-aaaaaa"
 TUNED_RUN = "20261121-090000-bbbbbb"
@@ -211,3 +213,33 @@ def test_grad_cam_already_computed_by_both_runs_gets_a_slide_of_pairs(
         "#1 mobilenet_v2 · feature extraction: dog (88%)",
         "#2 mobilenet_v2 · fine-tune top 3: cat (88%)",
     ]
+
+
+def test_a_presented_run_still_training_gets_a_live_slide_of_its_curves(
+    app: AppTest, two_runs: list[str]
+) -> None:
+    fabricate_run(LIVE_RUN, state="running", val_accuracies=(0.4,), config=TUNED)
+    # A running run has a live worker: it holds the run's writer lock.
+    with FolderLock(run_path(LIVE_RUN)):
+        _present(app, [*two_runs, LIVE_RUN], slide="6")
+
+        assert_no_exception(app)
+        assert _headings(app) == ["# Training now"]
+        charts = [chart.proto.id for chart in app.get("plotly_chart")]
+        assert any(chart.endswith(f"training_curves_{LIVE_RUN}") for chart in charts)
+
+
+def test_in_class_mode_a_student_is_shown_only_the_runs_they_may_see(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TL_CLASS_CODE", "MAPLE-7")
+    monkeypatch.setenv("TL_TEACHER_PASSWORD", "correct horse")
+    fabricate_run(BASE_RUN, state="completed", val_accuracies=(0.6,), owner="Ada")
+    fabricate_run(TUNED_RUN, state="completed", val_accuracies=(0.8,), owner="Grace")
+    app.session_state[identity.IDENTITY] = Identity.student("Ada")
+
+    _present(app, [BASE_RUN, TUNED_RUN])
+
+    assert_no_exception(app)
+    assert texts(app, "warning")[0].startswith("1 of the runs in this link cannot be shown")
+    assert _headings(app) == ["# How \\#1 mobilenet\\_v2 · feature extraction learned"]
