@@ -31,14 +31,18 @@ FAULT_ENV = "TL_FAULT_AT"
 _reached: Counter[str] = Counter()
 
 
-def fault_point(name: str) -> None:
-    """SIGKILL this process when ``TL_FAULT_AT`` names `name` (and its count is reached)."""
+def fault_point(name: str, times: int = 1) -> None:
+    """SIGKILL this process when ``TL_FAULT_AT`` names `name` (and its count is reached).
+
+    `times` counts this passage as that many points: one call after several training
+    steps run in one execution (``steps_per_execution``) still counts every step.
+    """
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
     pattern, _, nth = spec.partition("@")
     if not fnmatch.fnmatchcase(name, pattern):
         return
-    _reached[pattern] += 1  # a pattern counts every point it matches
+    _reached[pattern] += times  # a pattern counts every point it matches
     if _reached[pattern] >= (int(nth) if nth.isdigit() else 1):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -45,6 +45,18 @@ def test_a_point_may_be_named_by_a_pattern_that_counts_every_match() -> None:
     assert _run("b?tch@3").stdout.split() == ["1", "2", "3"]
 
 
+def test_one_passage_may_count_as_several_points() -> None:
+    script = "from tl_core.faults import fault_point\nfault_point('batch', times=3)\nprint('alive')"
+    env = {"PATH": "/usr/bin:/bin", FAULT_ENV: "batch@3"}
+
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+    assert done.returncode == -signal.SIGKILL
+    assert done.stdout == ""
+
+
 def test_other_points_and_an_unset_variable_do_nothing() -> None:
     assert _run("epoch-end").stdout.split() == ["1", "2", "3"]
     assert _run(None).returncode == 0

@@ -318,6 +318,7 @@ class StopFlag(keras.callbacks.Callback):
         super().__init__()
         self.flag = flag
         self.progress = progress
+        self._steps_seen = 0
 
     def _check(self) -> None:
         if not self.progress.stop_requested and self.flag.exists():
@@ -325,12 +326,16 @@ class StopFlag(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        """Check the flag between batches."""
-        fault_point("batch")
+        """Check the flag between batches (`batch`: the last step of this call, 0-based)."""
+        # With steps_per_execution one call covers several steps; the fault point counts
+        # steps, so "batch@4" means the fourth training step whatever the grouping.
+        fault_point("batch", times=max(1, batch + 1 - self._steps_seen))
+        self._steps_seen = batch + 1
         self._check()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Check the flag before an epoch starts, too."""
+        self._steps_seen = 0
         self._check()
 
 

@@ -153,6 +153,25 @@ def test_stop_flag_stops_training_only_once_the_stop_file_exists(files: RunFiles
     assert progress.epoch_incomplete
 
 
+def test_stop_flag_counts_every_step_of_a_grouped_call_at_the_batch_fault_point(
+    files: RunFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted: list[int] = []
+    monkeypatch.setattr(
+        "tl_core.engine.callbacks.fault_point", lambda name, times=1: counted.append(times)
+    )
+    flag = StopFlag(files.stop_flag, RunProgress())
+    flag.set_model(SimpleNamespace(stop_training=False))
+
+    flag.on_epoch_begin(0)
+    flag.on_train_batch_end(2)  # steps 0-2 in one execution (steps_per_execution=3)
+    flag.on_train_batch_end(5)
+    flag.on_epoch_begin(1)
+    flag.on_train_batch_end(0)
+
+    assert counted == [3, 3, 1]
+
+
 def test_stop_flag_is_also_checked_before_an_epoch_begins(files: RunFiles) -> None:
     progress = RunProgress()
     model = SimpleNamespace(stop_training=False)
