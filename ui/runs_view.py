@@ -21,7 +21,7 @@ from tl_core.classroom.ownership import may_list_run, shared_runs
 from tl_core.jobs.progress import describe_duration
 from tl_core.jobs.queue import delete_run, list_jobs, run_state, shown_state, writer_alive
 from tl_core.jobs.runs import FINAL_STATES, RunStatus, RunSummary, list_runs, run_path
-from ui import state
+from ui import jobs, state
 from ui.errors import user_errors
 from ui.identity import current_actor
 from ui.run_view import may_control, owner_name
@@ -99,7 +99,11 @@ def owner_label(owner: str | None, viewer: str | None) -> str:
 
 
 def runs_table(
-    runs: list[RunSummary], now: float | None = None, *, viewer: str | None = None
+    runs: list[RunSummary],
+    now: float | None = None,
+    *,
+    viewer: str | None = None,
+    nodes: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """The runs as table rows: one per run, in the order given.
 
@@ -108,11 +112,14 @@ def runs_table(
         now: the time ages and durations are measured at (default: now).
         viewer: in class mode, the signed-in person's name: adds an "Owner" column, with
             ``"you"`` for their own runs (default ``None``: no such column).
+        nodes: with a Ray cluster, the node each training run is on (run id → node): adds
+            a "Node" column (default ``None``: runs train on this machine, no such column).
     """
     now = now if now is not None else time.time()
     owners = (
         {"Owner": [owner_label(run.owner, viewer) for run in runs]} if viewer is not None else {}
     )
+    where = {"Node": [nodes.get(run.run_id, "") for run in runs]} if nodes is not None else {}
     return pd.DataFrame(
         {
             "Run": [run.run_id for run in runs],
@@ -124,6 +131,7 @@ def runs_table(
             "Epochs": [f"{run.epochs_done}/{run.total_epochs}" for run in runs],
             "Duration": [_duration(run, now) for run in runs],
             "Created": [_created(run.created_at, now) for run in runs],
+            **where,
         }
     )
 
@@ -131,8 +139,13 @@ def runs_table(
 def render_table(runs: list[RunSummary]) -> None:
     """Show the runs table (with an "Owner" column in class mode)."""
     actor = current_actor()
+    cluster = jobs.cluster_view()
     st.dataframe(
-        runs_table(runs, viewer=actor.name if actor is not None else None),
+        runs_table(
+            runs,
+            viewer=actor.name if actor is not None else None,
+            nodes=cluster.nodes if cluster is not None else None,
+        ),
         hide_index=True,
         width="stretch",
         height=_ROW_PX * (min(len(runs), _ROWS_SHOWN) + 1) + 3,

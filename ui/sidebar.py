@@ -71,6 +71,9 @@ def _render_training() -> None:
     except TLError:
         queue = "Job queue unreadable: the Runs page says why"
     lines = [f":material/pending_actions: {queue}"]
+    cluster = jobs.cluster_view()
+    if cluster is not None:
+        lines.append(f":material/lan: {escape_markdown(cluster.slots)}")
     run_id = state.run_id()
     status = run_view.shown_run_status()
     if run_id is not None and status is not None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from streamlit.testing.v1 import AppTest
 
 import ui.jobs
+from tests.app.run_support import fabricate_run
+from tests.app.wizard_support import offline_app
 from tl_core.jobs.ray_runner import ClusterSlots
 from tl_core.jobs.scheduler import LocalProcessRunner, Scheduler
+
+RUN = "20261207-120000-a1b2c3"
 
 
 class _ClusterRunner(LocalProcessRunner):
@@ -37,3 +44,20 @@ def test_a_cluster_shows_its_free_slots_and_where_each_run_trains(
     assert view is not None
     assert view.slots == "1 of 2 cluster slots free"
     assert view.nodes == {"20261207-120000-a1b2c3": "10.0.0.7 (3ca7cab5)"}
+
+
+@pytest.mark.usefixtures("queue")
+def test_the_runs_page_and_the_sidebar_show_where_runs_train_on_a_cluster(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    offline_app(monkeypatch, tmp_path)
+    fabricate_run(RUN, state="running", val_accuracies=(0.5,))
+    view = ui.jobs.ClusterView(slots="1 of 2 cluster slots free", nodes={RUN: "10.0.0.7 (3ca7)"})
+    monkeypatch.setattr(ui.jobs, "cluster_view", lambda: view)
+
+    app.switch_page("pages/runs.py")
+    app.run()
+
+    table = app.dataframe[0].value
+    assert list(table["Node"]) == ["10.0.0.7 (3ca7)"]
+    assert any("1 of 2 cluster slots free" in block.value for block in app.sidebar.markdown)
