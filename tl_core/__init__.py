@@ -3,7 +3,9 @@
 The facade below is the supported surface for scripts and notebooks: ingest a dataset,
 configure and train a run (in the foreground, or queued with `submit`; a freeze-depth
 ladder with `submit_ladder`, a data-size curve with `submit_datasize`), evaluate, embed,
-predict and export; fetch or import ImageNet weights for an offline machine.
+predict and export; report on runs in one self-contained HTML file (`write_report`) or
+prepare a finished demo comparison (`prepare_demo`); fetch or import ImageNet weights for
+an offline machine.
 
 The actions on the queue take the acting person as ``actor=``: ``None`` (the default) is
 the machine's operator, who may do everything; on a class server it is the signed-in
@@ -19,10 +21,12 @@ Example:
 """
 
 from tl_core.analysis.datasize import datasize_results, submit_datasize
+from tl_core.analysis.demo import prepare_demo
 from tl_core.analysis.evaluate import embeddings, evaluate_run
 from tl_core.analysis.export import export_model, model_card
 from tl_core.analysis.ladder import ladder_configs, submit_ladder
 from tl_core.analysis.predict import predict_images
+from tl_core.analysis.report import build_report, write_report
 from tl_core.classroom import Identity
 from tl_core.config import FREEZE_PRESETS, RunConfig
 from tl_core.data import (
@@ -71,6 +75,7 @@ __all__ = [
     "TLError",
     "WeightsUnavailable",
     "__version__",
+    "build_report",
     "datasize_results",
     "delete_run",
     "embeddings",
@@ -86,6 +91,7 @@ __all__ = [
     "load_dataset",
     "model_card",
     "predict_images",
+    "prepare_demo",
     "prepare_run",
     "queue_order",
     "queue_wait",
@@ -98,4 +104,5 @@ __all__ = [
     "tl_home",
     "train_run",
     "weights_status",
+    "write_report",
 ]
