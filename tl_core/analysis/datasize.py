@@ -26,27 +26,18 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from tl_core.analysis.runsets import RunSetStore, outcome_fields, read_outcome
 from tl_core.classroom.identity import Identity
 from tl_core.config import RunConfig, unavailable_options
-from tl_core.errors import AccessDenied, ConfigError, JobError
-from tl_core.jobs.queue import active_run_count, active_run_limit, submit
-from tl_core.jobs.runs import (
-    RunFiles,
-    new_run_id,
-    read_json,
-    read_metrics,
-    run_path,
-    summarize_run,
-    write_json_atomic,
-)
-from tl_core.workspace import safe_join, tl_home
+from tl_core.errors import ConfigError
+from tl_core.jobs.queue import submit
+from tl_core.jobs.runs import RunFiles, new_run_id, read_json
 
 __all__ = [
     "DEFAULT_FRACTIONS",
@@ -64,8 +55,6 @@ __all__ = [
 DEFAULT_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
 Arm = Literal["pretrained", "scratch"]
-
-_DATASIZE_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 
 
 @dataclass(frozen=True)
@@ -116,11 +105,42 @@ class DataSize:
         }
 
 
+def _parse(doc: Any) -> DataSize | None:
+    """A curve file's contents as a `DataSize`; ``None`` for anything malformed."""
+    if not isinstance(doc, dict):
+        return None
+    try:
+        runs = tuple(
+            DataSizeRun(float(run["fraction"]), run["weights"], str(run["run_id"]))
+            for run in doc["runs"]
+        )
+        curve = DataSize(
+            datasize_id=str(doc["datasize_id"]),
+            created_at=float(doc["created_at"]),
+            base_run_id=doc.get("base_run_id"),
+            fractions=tuple(float(f) for f in doc["fractions"]),
+            runs=runs,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not runs or any(run.weights not in ("pretrained", "scratch") for run in runs):
+        return None
+    return curve
+
+
+_STORE = RunSetStore(
+    folder="datasizes",
+    noun="data-size curve",
+    id_field="datasize_id",
+    pick="Pick a curve from the list of curves.",
+    fewer=lambda _room: "Pick fewer fractions or leave out the from-scratch runs",
+    parse=_parse,
+)
+
+
 def datasizes_dir(home: Path | None = None) -> Path:
     """Return ``TL_HOME/datasizes``, created when missing."""
-    path = (home or tl_home()) / "datasizes"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _STORE.directory(home)
 
 
 def datasize_configs(
@@ -229,18 +249,23 @@ def submit_datasize(
         2
     """
     points = datasize_configs(base, fractions, compare_scratch=compare_scratch)
-    _check_room(actor, len(points), home)
-    if base_run_id is not None:
-        run_path(base_run_id, home)  # refuses an id of the wrong shape
-    runs: list[DataSizeRun] = []
-    try:
-        for fraction, arm, config in points:
-            runs.append(DataSizeRun(fraction, arm, submit(config, actor=actor, home=home)))
-    except BaseException:
-        if runs:
-            _record(base_run_id, runs, home)
-        raise
-    return _record(base_run_id, runs, home)
+
+    def record(run_ids: list[str]) -> DataSize:
+        # After a failure part way, fewer runs than points were queued.
+        runs = [
+            DataSizeRun(fraction, arm, run_id)
+            for (fraction, arm, _), run_id in zip(points, run_ids, strict=False)
+        ]
+        return _record(base_run_id, runs, home)
+
+    return _STORE.queue(
+        [config for _, _, config in points],
+        lambda config: submit(config, actor=actor, home=home),
+        record,
+        base_run_id=base_run_id,
+        actor=actor,
+        home=home,
+    )
 
 
 def _record(base_run_id: str | None, runs: Sequence[DataSizeRun], home: Path | None) -> DataSize:
@@ -251,17 +276,8 @@ def _record(base_run_id: str | None, runs: Sequence[DataSizeRun], home: Path | N
         fractions=tuple(dict.fromkeys(run.fraction for run in runs)),
         runs=tuple(runs),
     )
-    write_json_atomic(_datasize_file(curve.datasize_id, home), curve.to_json())
+    _STORE.write(curve.datasize_id, curve.to_json(), home)
     return curve
-
-
-def _datasize_file(datasize_id: str, home: Path | None) -> Path:
-    if not isinstance(datasize_id, str) or not _DATASIZE_ID.fullmatch(datasize_id):
-        raise JobError(
-            f"Expected a data-size curve id like '20261123-131500-a1b2c3'. Received: "
-            f"datasize_id={datasize_id!r}. Pick a curve from the list of curves."
-        )
-    return safe_join(datasizes_dir(home), f"{datasize_id}.json")
 
 
 def load_datasize(datasize_id: str, home: Path | None = None) -> DataSize:
@@ -274,14 +290,7 @@ def load_datasize(datasize_id: str, home: Path | None = None) -> DataSize:
         >>> load_datasize("20261123-131500-a1b2c3").fractions  # doctest: +SKIP
         (0.1, 0.25, 0.5, 1.0)
     """
-    path = _datasize_file(datasize_id, home)
-    curve = _parse(read_json(path))
-    if curve is None or curve.datasize_id != datasize_id:
-        raise JobError(
-            f"There is no data-size curve {datasize_id} (or its file is unreadable). "
-            "Pick a curve from the list of curves."
-        )
-    return curve
+    return _STORE.load(datasize_id, home)
 
 
 def list_datasizes(home: Path | None = None) -> list[DataSize]:
@@ -291,37 +300,7 @@ def list_datasizes(home: Path | None = None) -> list[DataSize]:
         >>> [curve.fractions for curve in list_datasizes()]  # doctest: +SKIP
         [(0.1, 0.25, 0.5, 1.0)]
     """
-    curves = []
-    for path in datasizes_dir(home).glob("*.json"):
-        if not _DATASIZE_ID.fullmatch(path.stem):
-            continue
-        curve = _parse(read_json(path))
-        if curve is not None and curve.datasize_id == path.stem:
-            curves.append(curve)
-    return sorted(curves, key=lambda curve: (curve.created_at, curve.datasize_id), reverse=True)
-
-
-def _parse(doc: Any) -> DataSize | None:
-    """A curve file's contents as a `DataSize`; ``None`` for anything malformed."""
-    if not isinstance(doc, dict):
-        return None
-    try:
-        runs = tuple(
-            DataSizeRun(float(run["fraction"]), run["weights"], str(run["run_id"]))
-            for run in doc["runs"]
-        )
-        curve = DataSize(
-            datasize_id=str(doc["datasize_id"]),
-            created_at=float(doc["created_at"]),
-            base_run_id=doc.get("base_run_id"),
-            fractions=tuple(float(f) for f in doc["fractions"]),
-            runs=runs,
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not runs or any(run.weights not in ("pretrained", "scratch") for run in runs):
-        return None
-    return curve
+    return _STORE.newest_first(home)
 
 
 def datasize_results(curve: DataSize, home: Path | None = None) -> list[dict[str, Any]]:
@@ -339,40 +318,18 @@ def datasize_results(curve: DataSize, home: Path | None = None) -> list[dict[str
     """
     rows = []
     for run in curve.runs:
-        row: dict[str, Any] = run.to_json() | {
-            "state": "missing",
-            "best_val_accuracy": None,
-            "train_images": None,
-        }
-        try:
-            root = run_path(run.run_id, home)
-            epochs, _ = read_metrics(root)
-            summary = summarize_run(run.run_id, home, epochs=epochs)
-        except JobError:
-            rows.append(row)
-            continue
-        doc = read_json(RunFiles(root).config, {})
-        used = doc.get("num_train") if isinstance(doc, dict) else None
-        row |= {
-            "state": summary.state,
-            "best_val_accuracy": summary.best_val_accuracy,
-            "train_images": used if isinstance(used, int) else None,
-        }
-        rows.append(row)
+        outcome = read_outcome(run.run_id, home)
+        rows.append(
+            run.to_json()
+            | outcome_fields(outcome)
+            | {"train_images": _train_images(outcome.root) if outcome else None}
+        )
     return rows
 
 
-def _check_room(actor: Identity | None, wanted: int, home: Path | None) -> None:
-    """Refuse a curve that would take a student over the class's run limit, before any run
-    is queued (a half-queued curve would only confuse)."""
-    limit = active_run_limit(actor, home=home)
-    if limit is None:
-        return
-    active = active_run_count(actor, home=home)
-    if active + wanted > limit:
-        raise AccessDenied(
-            f"This data-size curve queues {wanted} runs, and you have {active} waiting or "
-            f"training already; the class's limit per student is {limit}. Pick fewer "
-            "fractions or leave out the from-scratch runs, or ask the teacher to raise the "
-            "limit."
-        )
+def _train_images(root: Path) -> int | None:
+    """The training images the run used, from its run.json; ``None`` before its worker
+    has loaded the data."""
+    doc = read_json(RunFiles(root).config, {})
+    used = doc.get("num_train") if isinstance(doc, dict) else None
+    return used if isinstance(used, int) else None

@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,20 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from tl_core.analysis.compare import median_epoch_seconds
+from tl_core.analysis.runsets import RunSetStore, outcome_fields, read_outcome
 from tl_core.classroom.identity import Identity
 from tl_core.config import RunConfig, unavailable_options
-from tl_core.errors import AccessDenied, ConfigError, JobError
-from tl_core.jobs.queue import active_run_count, active_run_limit, submit
-from tl_core.jobs.runs import (
-    RunFiles,
-    new_run_id,
-    read_json,
-    read_metrics,
-    run_path,
-    summarize_run,
-    write_json_atomic,
-)
-from tl_core.workspace import safe_join, tl_home
+from tl_core.errors import ConfigError, JobError
+from tl_core.jobs.queue import submit
+from tl_core.jobs.runs import RunFiles, new_run_id, read_json, run_path
 
 __all__ = [
     "MAX_SUGGESTED_RUNS",
@@ -62,8 +53,6 @@ __all__ = [
 
 #: Most runs `suggest_depths` proposes: each one is a full training run in the queue.
 MAX_SUGGESTED_RUNS = 5
-
-_LADDER_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 
 
 @dataclass(frozen=True)
@@ -105,11 +94,36 @@ class LadderBase:
     num_blocks: int | None
 
 
+def _parse_ladder(doc: Any) -> Ladder | None:
+    """A ladder file's contents as a `Ladder`; ``None`` for anything malformed."""
+    if not isinstance(doc, dict):
+        return None
+    try:
+        ladder = Ladder(
+            ladder_id=str(doc["ladder_id"]),
+            created_at=float(doc["created_at"]),
+            base_run_id=doc.get("base_run_id"),
+            depths=tuple(int(d) for d in doc["depths"]),
+            run_ids=tuple(str(r) for r in doc["run_ids"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    return ladder if ladder.run_ids and len(ladder.depths) == len(ladder.run_ids) else None
+
+
+_STORE = RunSetStore(
+    folder="ladders",
+    noun="ladder",
+    id_field="ladder_id",
+    pick="Pick a ladder from the list on the Compare page.",
+    fewer=lambda room: f"Pick at most {room} depths",
+    parse=_parse_ladder,
+)
+
+
 def ladders_dir(home: Path | None = None) -> Path:
     """Return ``TL_HOME/ladders``, created when missing."""
-    path = (home or tl_home()) / "ladders"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _STORE.directory(home)
 
 
 def suggest_depths(num_blocks: int | None, *, max_runs: int = MAX_SUGGESTED_RUNS) -> list[int]:
@@ -260,19 +274,14 @@ def submit_ladder(
         >>> len(ladder.run_ids)  # doctest: +SKIP
         4
     """
-    configs = ladder_configs(base, depths, num_blocks=num_blocks)
-    _check_room(actor, len(configs), home)
-    if base_run_id is not None:
-        run_path(base_run_id, home)  # refuses an id of the wrong shape
-    run_ids: list[str] = []
-    try:
-        for config in configs:
-            run_ids.append(submit(config, actor=actor, home=home))
-    except BaseException:
-        if run_ids:
-            _record(base_run_id, depths, run_ids, home)
-        raise
-    return _record(base_run_id, depths, run_ids, home)
+    return _STORE.queue(
+        ladder_configs(base, depths, num_blocks=num_blocks),
+        lambda config: submit(config, actor=actor, home=home),
+        lambda run_ids: _record(base_run_id, depths, run_ids, home),
+        base_run_id=base_run_id,
+        actor=actor,
+        home=home,
+    )
 
 
 def _record(
@@ -286,17 +295,8 @@ def _record(
         depths=tuple(depths[: len(run_ids)]),
         run_ids=tuple(run_ids),
     )
-    write_json_atomic(_ladder_file(ladder.ladder_id, home), ladder.to_json())
+    _STORE.write(ladder.ladder_id, ladder.to_json(), home)
     return ladder
-
-
-def _ladder_file(ladder_id: str, home: Path | None) -> Path:
-    if not isinstance(ladder_id, str) or not _LADDER_ID.fullmatch(ladder_id):
-        raise JobError(
-            f"Expected a ladder id like '20261123-131500-a1b2c3'. Received: "
-            f"ladder_id={ladder_id!r}. Pick a ladder from the list on the Compare page."
-        )
-    return safe_join(ladders_dir(home), f"{ladder_id}.json")
 
 
 def load_ladder(ladder_id: str, home: Path | None = None) -> Ladder:
@@ -309,14 +309,7 @@ def load_ladder(ladder_id: str, home: Path | None = None) -> Ladder:
         >>> load_ladder("20261123-131500-a1b2c3").depths  # doctest: +SKIP
         (0, 1, 2, 4, 19)
     """
-    path = _ladder_file(ladder_id, home)
-    ladder = _parse_ladder(read_json(path))
-    if ladder is None or ladder.ladder_id != ladder_id:
-        raise JobError(
-            f"There is no ladder {ladder_id} in {path.parent} (or its file is unreadable). "
-            "Pick a ladder from the list on the Compare page."
-        )
-    return ladder
+    return _STORE.load(ladder_id, home)
 
 
 def list_ladders(home: Path | None = None) -> list[Ladder]:
@@ -326,31 +319,7 @@ def list_ladders(home: Path | None = None) -> list[Ladder]:
         >>> [ladder.depths for ladder in list_ladders()]  # doctest: +SKIP
         [(0, 1, 2, 4, 19)]
     """
-    ladders = []
-    for path in ladders_dir(home).glob("*.json"):
-        if not _LADDER_ID.fullmatch(path.stem):
-            continue
-        ladder = _parse_ladder(read_json(path))
-        if ladder is not None and ladder.ladder_id == path.stem:
-            ladders.append(ladder)
-    return sorted(ladders, key=lambda ladder: (ladder.created_at, ladder.ladder_id), reverse=True)
-
-
-def _parse_ladder(doc: Any) -> Ladder | None:
-    """A ladder file's contents as a `Ladder`; ``None`` for anything malformed."""
-    if not isinstance(doc, dict):
-        return None
-    try:
-        ladder = Ladder(
-            ladder_id=str(doc["ladder_id"]),
-            created_at=float(doc["created_at"]),
-            base_run_id=doc.get("base_run_id"),
-            depths=tuple(int(d) for d in doc["depths"]),
-            run_ids=tuple(str(r) for r in doc["run_ids"]),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-    return ladder if ladder.run_ids and len(ladder.depths) == len(ladder.run_ids) else None
+    return _STORE.newest_first(home)
 
 
 def ladder_base(run_id: str, home: Path | None = None) -> LadderBase:
@@ -396,38 +365,10 @@ def ladder_results(ladder: Ladder, home: Path | None = None) -> list[dict[str, A
     """
     rows = []
     for depth, run_id in zip(ladder.depths, ladder.run_ids, strict=True):
-        row: dict[str, Any] = {
-            "depth": depth,
-            "run_id": run_id,
-            "state": "missing",
-            "best_val_accuracy": None,
-            "seconds_per_epoch": None,
-        }
-        try:
-            epochs, _ = read_metrics(run_path(run_id, home))
-            summary = summarize_run(run_id, home, epochs=epochs)
-        except JobError:
-            rows.append(row)
-            continue
-        row |= {
-            "state": summary.state,
-            "best_val_accuracy": summary.best_val_accuracy,
-            "seconds_per_epoch": median_epoch_seconds(epochs),
-        }
-        rows.append(row)
-    return rows
-
-
-def _check_room(actor: Identity | None, wanted: int, home: Path | None) -> None:
-    """Refuse a ladder that would take a student over the class's run limit, before any
-    rung is queued (a half-queued ladder would only confuse)."""
-    limit = active_run_limit(actor, home=home)
-    if limit is None:
-        return
-    active = active_run_count(actor, home=home)
-    if active + wanted > limit:
-        raise AccessDenied(
-            f"This ladder queues {wanted} runs, and you have {active} waiting or training "
-            f"already; the class's limit per student is {limit}. Pick at most "
-            f"{max(limit - active, 0)} depths, or ask the teacher to raise the limit."
+        outcome = read_outcome(run_id, home)
+        rows.append(
+            {"depth": depth, "run_id": run_id}
+            | outcome_fields(outcome)
+            | {"seconds_per_epoch": median_epoch_seconds(outcome.epochs) if outcome else None}
         )
+    return rows
