@@ -12,6 +12,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tests.app.class_support import configure_class
 from tests.app.run_support import FakeRunner, install_fake_scheduler
 from tl_core.jobs.scheduler import Scheduler
 
@@ -36,6 +37,12 @@ def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield home
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def class_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A configured class (see `tests.app.class_support.configure_class`)."""
+    configure_class(monkeypatch, tmp_path)
 
 
 def _png(seed: int, size: int = 32) -> bytes:

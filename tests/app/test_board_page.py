@@ -7,16 +7,14 @@ lesson, predicted, and have finished runs in their arms (fabricated run folders 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from tests.app.class_support import join, sign_in
 from tests.app.run_support import chart_traces, fabricate_run
-from tests.app.wizard_support import assert_no_exception, offline_app, plain, store_sample
-from tl_core.classroom import Identity, join_class, load_class_config
-from tl_core.classroom import roster as roster_module
+from tests.app.wizard_support import assert_no_exception, plain, store_sample
+from tl_core.classroom import Identity
 from tl_core.classroom.lessons import (
     Lesson,
     lesson_from_builtin,
@@ -27,25 +25,9 @@ from tl_core.classroom.lessons import (
 )
 from tl_core.fsutil import read_json
 from tl_core.jobs.runs import RunFiles, run_path, write_json_atomic
-from ui import board_view, identity, wizard
+from ui import board_view, wizard
 
-CODE = "MAPLE-7"
-PASSWORD = "correct horse"
-pytestmark = pytest.mark.usefixtures("queue")
-
-
-@pytest.fixture(autouse=True)
-def class_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A configured class."""
-    offline_app(monkeypatch, tmp_path)
-    monkeypatch.setenv("TL_CLASS_CODE", CODE)
-    monkeypatch.setenv("TL_TEACHER_PASSWORD", PASSWORD)
-    monkeypatch.setattr(roster_module, "SIGNIN_DELAY_S", 0.0)
-
-
-def _join(name: str) -> Identity:
-    config = load_class_config({"code": CODE, "teacher_password": PASSWORD}, environ={})
-    return join_class(name, CODE, config).identity
+pytestmark = pytest.mark.usefixtures("class_mode", "queue")
 
 
 def _lesson_run(run_id: str, lesson: Lesson, who: Identity | None, accuracy: float) -> str:
@@ -67,7 +49,7 @@ def lesson() -> Lesson:
     made = lesson_from_builtin(teacher, "fe-vs-ft", dataset_id=store_sample().dataset_id)
     open_lesson(teacher, made.lesson_id)
     made = load_lesson(made.lesson_id)
-    ada, grace = _join("Ada_Lovelace"), _join("Grace")
+    ada, grace = join("Ada_Lovelace"), join("Grace")
     record_prediction(ada, made.lesson_id, made.prediction_choices[0])
     record_prediction(grace, made.lesson_id, "**Same** <b>either way</b>")
     _lesson_run("20261120-090000-aaaaaa", made, ada, 0.70)
@@ -77,7 +59,7 @@ def lesson() -> Lesson:
 
 def _open(app: AppTest, person: Identity | None) -> AppTest:
     if person is not None:
-        app.session_state[identity.IDENTITY] = person
+        sign_in(app, person)
     app.run()
     app.switch_page(wizard.BOARD_PAGE)
     return app.run()
@@ -145,7 +127,7 @@ def test_the_depth_lesson_draws_accuracy_against_depth_live(app: AppTest) -> Non
     made = lesson_from_builtin(teacher, "unfreeze-depth", dataset_id=store_sample().dataset_id)
     open_lesson(teacher, made.lesson_id)
     made = load_lesson(made.lesson_id)
-    ada, ben = _join("Ada"), _join("Ben")
+    ada, ben = join("Ada"), join("Ben")
     _lesson_run("20261120-090000-aaaaaa", made, ada, 0.70)
     _lesson_run("20261120-090100-bbbbbb", made, ben, 0.80)
 
@@ -159,7 +141,7 @@ def test_the_depth_lesson_draws_accuracy_against_depth_live(app: AppTest) -> Non
 
 
 def test_a_student_has_no_board_in_the_navigation(app: AppTest, lesson: Lesson) -> None:
-    app.session_state[identity.IDENTITY] = _join("Alan")
+    sign_in(app, join("Alan"))
     app.run()
 
     assert_no_exception(app)
@@ -177,7 +159,7 @@ def test_a_student_who_opens_the_board_is_refused_and_sees_no_results(
         "pages",
         lambda: [*listed(), st.Page(wizard.BOARD_PAGE, title="Board", url_path="board")],
     )
-    _open(app, _join("Alan"))
+    _open(app, join("Alan"))
 
     assert_no_exception(app)
     assert "teacher's" in app.error[0].value

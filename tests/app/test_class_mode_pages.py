@@ -8,12 +8,12 @@ folders written by hand or jobs of a fake queue (`tests/app/run_support.py`): no
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
+from tests.app.class_support import sign_in
 from tests.app.run_support import (
     FakeRunner,
     chart_traces,
@@ -22,7 +22,7 @@ from tests.app.run_support import (
     texts,
     write_metrics,
 )
-from tests.app.wizard_support import assert_no_exception, offline_app, store_sample
+from tests.app.wizard_support import assert_no_exception, store_sample
 from tl_core import DatasetReport
 from tl_core.classroom import Identity, share_run
 from tl_core.config import RunConfig
@@ -30,7 +30,7 @@ from tl_core.errors import AccessDenied
 from tl_core.jobs.queue import get, list_jobs, request_stop, submit
 from tl_core.jobs.runs import RunFiles, read_json, run_path, write_json_atomic
 from tl_core.jobs.scheduler import Scheduler
-from ui import compare_view, identity, runs_view
+from ui import compare_view, runs_view
 from ui import predict_export_view as predict_view
 
 RUNS_PAGE = "pages/runs.py"
@@ -45,15 +45,7 @@ GRACE_RUN = "20261122-090000-bbbbbb"
 SHARED_RUN = "20261123-090000-cccccc"
 OLD_RUN = "20261120-090000-dddddd"
 
-pytestmark = pytest.mark.usefixtures("queue")
-
-
-@pytest.fixture(autouse=True)
-def class_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A configured class; AppTest runs ``app.py`` on every run (see `offline_app`)."""
-    offline_app(monkeypatch, tmp_path)
-    monkeypatch.setenv("TL_CLASS_CODE", "MAPLE-7")
-    monkeypatch.setenv("TL_TEACHER_PASSWORD", "correct horse")
+pytestmark = pytest.mark.usefixtures("class_mode", "queue")
 
 
 @pytest.fixture
@@ -79,7 +71,7 @@ def finished_runs() -> None:
 
 def _open(app: AppTest, person: Identity, page: str, **params: str) -> AppTest:
     """Open `page` as `person`, signed in, with `params` in the URL."""
-    app.session_state[identity.IDENTITY] = person
+    sign_in(app, person)
     for name, value in params.items():
         app.query_params[name] = value
     app.switch_page(page)

@@ -6,52 +6,32 @@ who is signed in into the session before the first run, as the sign-in would.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from tests.app.class_support import join, sign_in
 from tests.app.run_support import FakeRunner, fabricate_run
-from tests.app.wizard_support import assert_no_exception, offline_app, store_sample
+from tests.app.wizard_support import assert_no_exception, store_sample
 from tl_core.classroom import (
     Identity,
-    join_class,
     lesson_from_builtin,
     list_lessons,
     list_students,
-    load_class_config,
     load_lesson,
     read_class_settings,
     shared_runs,
 )
-from tl_core.classroom import roster as roster_module
 from tl_core.config import RunConfig
 from tl_core.fsutil import read_json
 from tl_core.jobs.fairshare import queue_order
 from tl_core.jobs.queue import get, submit
 from tl_core.jobs.runs import RunFiles, run_path, write_json_atomic
 from tl_core.jobs.scheduler import Scheduler
-from ui import class_view, identity, wizard
+from ui import class_view, wizard
 
-CODE = "MAPLE-7"
-PASSWORD = "correct horse"
 DONE_RUN = "20261120-090000-aaaaaa"
-pytestmark = pytest.mark.usefixtures("queue")
-
-
-@pytest.fixture(autouse=True)
-def class_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A configured class."""
-    offline_app(monkeypatch, tmp_path)
-    monkeypatch.setenv("TL_CLASS_CODE", CODE)
-    monkeypatch.setenv("TL_TEACHER_PASSWORD", PASSWORD)
-    monkeypatch.setattr(roster_module, "SIGNIN_DELAY_S", 0.0)
-
-
-def _join(name: str) -> Identity:
-    config = load_class_config({"code": CODE, "teacher_password": PASSWORD}, environ={})
-    return join_class(name, CODE, config).identity
+pytestmark = pytest.mark.usefixtures("class_mode", "queue")
 
 
 def _submit(student: Identity) -> str:
@@ -66,7 +46,7 @@ def _owned_run(run_id: str, owner: str, **fields: object) -> None:
 
 
 def _open(app: AppTest, person: Identity) -> AppTest:
-    app.session_state[identity.IDENTITY] = person
+    sign_in(app, person)
     app.run()
     app.switch_page(wizard.CLASS_PAGE)
     return app.run()
@@ -84,7 +64,7 @@ def _button(app: AppTest, key: str) -> None:
 @pytest.fixture
 def ada_and_grace() -> tuple[Identity, Identity]:
     """Two students who joined; Ada_Lovelace has a finished run and two queued ones."""
-    ada, grace = _join("Ada_Lovelace"), _join("Grace")
+    ada, grace = join("Ada_Lovelace"), join("Grace")
     _owned_run(DONE_RUN, ada.name, state="completed", val_accuracies=(0.5, 0.8), total_epochs=2)
     _submit(ada)
     _submit(ada)
@@ -109,7 +89,7 @@ def test_the_queue_lists_the_training_run_first_then_the_start_order(
     app: AppTest, queue: tuple[Scheduler, FakeRunner]
 ) -> None:
     scheduler, _ = queue
-    ada, grace = _join("Ada"), _join("Grace")
+    ada, grace = join("Ada"), join("Grace")
     training = _submit(ada)
     scheduler.tick()
     waiting = [_submit(ada), _submit(grace)]
@@ -125,7 +105,7 @@ def test_the_queue_lists_the_training_run_first_then_the_start_order(
 
 
 def test_move_up_start_next_and_move_down_change_the_start_order(app: AppTest) -> None:
-    students = [_join(name) for name in ("Ada", "Grace", "Alan")]
+    students = [join(name) for name in ("Ada", "Grace", "Alan")]
     for student in students:
         _submit(student)
     first, second, third = _queued_ids()
@@ -146,7 +126,7 @@ def test_move_up_start_next_and_move_down_change_the_start_order(app: AppTest) -
 
 
 def test_cancel_stops_a_queued_run(app: AppTest) -> None:
-    run_id = _submit(_join("Ada"))
+    run_id = _submit(join("Ada"))
     _open(app, Identity.teacher())
 
     app.selectbox(key=class_view.QUEUE_PICK).select(run_id).run()
@@ -157,7 +137,7 @@ def test_cancel_stops_a_queued_run(app: AppTest) -> None:
 
 
 def test_pause_class_pauses_it_and_resume_class_resumes_it(app: AppTest) -> None:
-    _submit(_join("Ada"))
+    _submit(join("Ada"))
     _open(app, Identity.teacher())
 
     _button(app, "class_pause")
@@ -210,7 +190,7 @@ def test_a_run_is_shared_with_the_class_and_unshared(
 
 
 def test_a_student_has_no_class_page_in_the_navigation(app: AppTest) -> None:
-    app.session_state[identity.IDENTITY] = _join("Ada")
+    sign_in(app, join("Ada"))
     app.run()
 
     assert_no_exception(app)

@@ -6,45 +6,30 @@ it by clicking), and each test signs a student or the teacher in through the ses
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
+from tests.app.class_support import join, sign_in
 from tests.app.run_support import texts
-from tests.app.wizard_support import assert_no_exception, offline_app, seed_blocks, store_sample
+from tests.app.wizard_support import assert_no_exception, seed_blocks, store_sample
 from tl_core import DatasetReport
 from tl_core.classroom import (
     Identity,
-    join_class,
     lesson_from_builtin,
-    load_class_config,
     open_lesson,
     prediction_for,
     record_prediction,
 )
-from tl_core.classroom import roster as roster_module
 from tl_core.classroom.lessons import Lesson, lesson_of_run
 from tl_core.jobs.queue import list_jobs
 from tl_core.jobs.runs import summarize_run
-from ui import identity, state, training
+from ui import state, training
 
 PAGE = "pages/train.py"
-CODE = "MAPLE-7"
-PASSWORD = "correct horse"
 TEACHER = Identity.teacher()
 
-pytestmark = pytest.mark.usefixtures("queue")
-
-
-@pytest.fixture(autouse=True)
-def class_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A configured class; no ImageNet weights on this machine."""
-    offline_app(monkeypatch, tmp_path)
-    monkeypatch.setenv("TL_CLASS_CODE", CODE)
-    monkeypatch.setenv("TL_TEACHER_PASSWORD", PASSWORD)
-    monkeypatch.setattr(roster_module, "SIGNIN_DELAY_S", 0.0)
+pytestmark = pytest.mark.usefixtures("class_mode", "queue")
 
 
 @pytest.fixture
@@ -59,14 +44,9 @@ def lesson(sample: DatasetReport) -> Lesson:
     return open_lesson(TEACHER, made.lesson_id)
 
 
-def _join(name: str) -> Identity:
-    config = load_class_config({"code": CODE, "teacher_password": PASSWORD}, environ={})
-    return join_class(name, CODE, config).identity
-
-
 def _open(app: AppTest, person: Identity, lesson_id: str | None = None) -> AppTest:
     """Open the Train page as `person`, with no dataset or backbone chosen before."""
-    app.session_state[identity.IDENTITY] = person
+    sign_in(app, person)
     if lesson_id is not None:
         app.query_params["lesson"] = lesson_id
     app.switch_page(PAGE)
@@ -82,7 +62,7 @@ def _start(app: AppTest) -> Button:
 def test_a_student_picks_the_open_lesson_and_it_needs_no_dataset_or_backbone_step(
     app: AppTest, lesson: Lesson
 ) -> None:
-    _open(app, _join("Ada"))
+    _open(app, join("Ada"))
     assert app.selectbox(key=training.LESSON_PICKER).value == ""
 
     app.selectbox(key=training.LESSON_PICKER).set_value(lesson.lesson_id).run()
@@ -97,7 +77,7 @@ def test_a_student_picks_the_open_lesson_and_it_needs_no_dataset_or_backbone_ste
 def test_a_locked_setting_is_greyed_with_the_teachers_value_and_its_reason(
     app: AppTest, lesson: Lesson, sample: DatasetReport
 ) -> None:
-    _open(app, _join("Ada"), lesson.lesson_id)
+    _open(app, join("Ada"), lesson.lesson_id)
 
     dataset = app.text_input(key="lesson_dataset")
     assert dataset.disabled
@@ -118,7 +98,7 @@ def test_a_locked_setting_is_greyed_with_the_teachers_value_and_its_reason(
 
 
 def test_start_stays_disabled_until_a_prediction_is_saved(app: AppTest, lesson: Lesson) -> None:
-    ada = _join("Ada")
+    ada = join("Ada")
     _open(app, ada, lesson.lesson_id)
     assert _start(app).disabled
     assert any("Save your prediction" in caption.value for caption in app.caption)
@@ -136,8 +116,8 @@ def test_start_stays_disabled_until_a_prediction_is_saved(app: AppTest, lesson: 
 def test_start_queues_a_run_in_the_students_arm_with_their_prediction(
     app: AppTest, lesson: Lesson
 ) -> None:
-    _join("Ada")
-    grace = _join("Grace")  # joined second: the fine-tuning arm
+    join("Ada")
+    grace = join("Grace")  # joined second: the fine-tuning arm
     record_prediction(grace, lesson.lesson_id, "About the same (within 1 point)")
     _open(app, grace, lesson.lesson_id)
     app.checkbox(key=f"{state.train_widget_key('augmentation')}_zoom").check().run()
@@ -164,7 +144,7 @@ def test_a_closed_lesson_is_not_offered_to_students_and_its_link_says_so(
 ) -> None:
     open_lesson(TEACHER, lesson.lesson_id, False)
 
-    _open(app, _join("Ada"), lesson.lesson_id)
+    _open(app, join("Ada"), lesson.lesson_id)
 
     assert any("not open any more" in warning for warning in texts(app, "warning"))
     assert "lesson" not in app.query_params

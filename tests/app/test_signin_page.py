@@ -12,23 +12,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.wizard_support import assert_no_exception, offline_app
+from tests.app.class_support import CODE, PASSWORD
+from tests.app.wizard_support import assert_no_exception
 from tl_core.classroom import Identity, list_students
-from tl_core.classroom import roster as roster_module
 from ui import identity, signin
 
-CODE = "MAPLE-7"
-PASSWORD = "correct horse"
-pytestmark = pytest.mark.usefixtures("queue")
-
-
-@pytest.fixture(autouse=True)
-def class_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A configured class; a wrong code or password is refused without the usual delay."""
-    offline_app(monkeypatch, tmp_path)
-    monkeypatch.setenv("TL_CLASS_CODE", CODE)
-    monkeypatch.setenv("TL_TEACHER_PASSWORD", PASSWORD)
-    monkeypatch.setattr(roster_module, "SIGNIN_DELAY_S", 0.0)
+pytestmark = pytest.mark.usefixtures("class_mode", "queue")
 
 
 def _join(app: AppTest, name: str, code: str = CODE) -> AppTest:
