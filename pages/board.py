@@ -13,14 +13,10 @@ from ui.errors import user_errors
 
 shell.ensure_app()
 
-if not identity.is_teacher():
-    st.error(
-        "The class board is the teacher's: it shows everyone's results and predictions. "
-        "Your own runs and your prediction are on the Train and Runs pages.",
-        icon=":material/lock:",
-    )
-    st.page_link("pages/runs.py", label="Go to Runs", icon=":material/history:")
-    st.stop()
+identity.require_teacher_page(
+    "The class board is the teacher's: it shows everyone's results and predictions. "
+    "Your own runs and your prediction are on the Train and Runs pages.",
+)
 
 lessons = []
 with user_errors():

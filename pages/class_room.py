@@ -13,14 +13,10 @@ from ui.errors import user_errors
 
 shell.ensure_app()
 
-if not identity.is_teacher():
-    st.error(
-        "The Class page is the teacher's: it manages everyone's runs and limits. "
-        "Your own runs are on the Runs page.",
-        icon=":material/lock:",
-    )
-    st.page_link("pages/runs.py", label="Go to Runs", icon=":material/history:")
-    st.stop()
+identity.require_teacher_page(
+    "The Class page is the teacher's: it manages everyone's runs and limits. "
+    "Your own runs are on the Runs page.",
+)
 
 actor = identity.current_actor()
 st.title("Class", anchor=False)

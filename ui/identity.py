@@ -93,6 +93,24 @@ def is_teacher() -> bool:
     return not class_mode() or (identity is not None and identity.is_teacher)
 
 
+def require_teacher_page(why: str) -> None:
+    """Stop a teacher's page for anyone else, saying `why` and pointing to the Runs page.
+
+    A student who types the page's address gets here; the core refuses their actions anyway.
+
+    Args:
+        why: what the page is and where the student's own things are, in sentences.
+
+    Example:
+        >>> require_teacher_page("The Class page is the teacher's.")  # doctest: +SKIP
+    """
+    if is_teacher():
+        return
+    st.error(why, icon=":material/lock:")
+    st.page_link("pages/runs.py", label="Go to Runs", icon=":material/history:")
+    st.stop()
+
+
 def restore_identity(config: ClassConfig) -> Identity | None:
     """The session's identity, taken from the sign-in cookie on a fresh session."""
     identity = signed_in()
