@@ -9,11 +9,15 @@ the labels the sign-in form shows (**Your name**, **Class code**, **Join class**
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page, expect
 
+from bench.app_server import serve_app
 from tests.e2e.browser_support import nav, wait_until_settled
 
 #: The class's code and the teacher's password on the servers these steps drive.
@@ -25,6 +29,8 @@ STEP_MS = 60_000
 #: The sample's first ingest runs in a background process (Python and Pillow imports, 320
 #: images), which a busy machine can stretch to a minute.
 SAMPLE_MS = 120_000
+#: How long a class server may take to start serving.
+SERVER_START_S = 60
 #: The smallest backbone: the quickest to build and compile, so a class's runs stay short.
 TINY_BACKBONE = re.compile(r"^MobileNetV3Small ")
 RUN_IN_URL = re.compile(r"[?&]run=(\d{8}-\d{6}-[0-9a-f]{6})\b")
@@ -61,6 +67,25 @@ def class_env(code: str = CLASS_CODE, password: str = TEACHER_PASSWORD) -> dict[
         'MAPLE-42'
     """
     return {"TL_CLASS_CODE": code, "TL_TEACHER_PASSWORD": password}
+
+
+@contextlib.contextmanager
+def serve_class(home: Path, log: Path) -> Iterator[str]:
+    """Serve the app in class mode (`class_env`) from `home`, its output in `log`; yield
+    its URL. A server that does not start fails the test that needs it.
+
+    Example:
+        >>> with serve_class(home, log) as url:  # doctest: +SKIP
+        ...     join(page, url, "Ada")
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            url, _pid = stack.enter_context(
+                serve_app(home, log, env=class_env(), start_seconds=SERVER_START_S)
+            )
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield url
 
 
 def fill_join_form(page: Page, name: str, code: str) -> None:

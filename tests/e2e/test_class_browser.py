@@ -11,7 +11,6 @@ the test takes about four minutes.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -20,17 +19,16 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from bench.app_server import serve_app
 from tests.e2e.browser_support import nav, wait_until_settled
 from tests.e2e.class_support import (
     CLASS_CODE,
     STEP_MS,
     choose_tiny_model,
-    class_env,
     exceptions_on,
     fill_join_form,
     join,
     open_train_form,
+    serve_class,
     sign_in_as_teacher,
     start_run,
     started_at,
@@ -42,7 +40,6 @@ NAMES = ("Ada", "Ben", "Cleo", "Dev")
 #: A worker's cold start (TensorFlow's import) plus four runs ahead of the last one, each
 #: about half a minute on two idle cores; generous, within the suite's 600 s per test.
 ALL_STARTED_S = 420
-SERVER_START_S = 60
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +57,7 @@ def class_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def class_url(class_home: Path, server_log: Path) -> Iterator[str]:
     """Serve the app in class mode; yield its URL."""
-    with contextlib.ExitStack() as stack:
-        try:
-            url, _pid = stack.enter_context(
-                serve_app(class_home, server_log, env=class_env(), start_seconds=SERVER_START_S)
-            )
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
+    with serve_class(class_home, server_log) as url:
         yield url
 
 

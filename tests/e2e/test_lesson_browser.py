@@ -24,13 +24,12 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from bench.app_server import serve_app
 from tests.e2e.browser_support import TIMEOUT_MS, nav, wait_until_settled
 from tests.e2e.class_support import (
     SAMPLE_MS,
-    class_env,
     exceptions_on,
     join,
+    serve_class,
     sign_in_as_teacher,
     start_run,
 )
@@ -38,7 +37,6 @@ from tl_core.classroom import Identity
 from tl_core.classroom.lessons import Lesson, list_lessons, load_lesson, save_lesson
 from tl_core.jobs.runs import FINAL_STATES, read_status, run_path
 
-SERVER_START_S = 60
 #: Two one-epoch runs one after the other, each with a worker's cold start (TensorFlow's
 #: import, the model's build and compile); generous for a busy 2-core machine.
 RUNS_DONE_S = 240
@@ -68,13 +66,7 @@ def lesson_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def class_url(lesson_home: Path, server_log: Path) -> Iterator[str]:
     """Serve the app in class mode; yield its URL."""
-    with contextlib.ExitStack() as stack:
-        try:
-            url, _pid = stack.enter_context(
-                serve_app(lesson_home, server_log, env=class_env(), start_seconds=SERVER_START_S)
-            )
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
+    with serve_class(lesson_home, server_log) as url:
         yield url
 
 
