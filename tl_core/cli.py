@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from tl_core.errors import TLError
 
@@ -30,6 +30,9 @@ _TENSORFLOW_COMMANDS = frozenset(
 )
 
 log = logging.getLogger("tl_core.cli")
+
+
+_N = TypeVar("_N", int, float)
 
 
 class _UsageError(Exception):
@@ -391,20 +394,27 @@ def _describe_comparison(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _number_list(
+    option: str, text: str | None, parse: Callable[[str], _N], *, example: str = "0,1,2"
+) -> list[_N] | None:
+    """The distinct numbers of a comma-separated option, sorted; ``None`` when not given."""
+    if not text:
+        return None
+    try:
+        return sorted({parse(part) for part in text.split(",")})
+    except ValueError:
+        raise _UsageError(
+            f"{option} must be comma-separated numbers, e.g. {example}; got {text!r}"
+        ) from None
+
+
 def _cmd_ladder(args: argparse.Namespace) -> int:
     from tl_core.analysis.ladder import ladder_base, ladder_caveat, submit_ladder, suggest_depths
 
     base = ladder_base(args.run_id)
-    try:
-        depths = (
-            sorted({int(d) for d in args.depths.split(",")})
-            if args.depths
-            else suggest_depths(base.num_blocks)
-        )
-    except ValueError:
-        raise _UsageError(
-            f"--depths must be comma-separated numbers, got {args.depths!r}"
-        ) from None
+    depths = _number_list("--depths", args.depths, int)
+    if depths is None:
+        depths = suggest_depths(base.num_blocks)
     ladder = submit_ladder(base.config, depths, base_run_id=base.run_id, num_blocks=base.num_blocks)
     result = ladder.to_json() | {"caveat": ladder_caveat(base.config)}
     _emit(
@@ -425,17 +435,9 @@ def _cmd_datasize(args: argparse.Namespace) -> int:
     from tl_core.analysis.ladder import ladder_base
 
     base = ladder_base(args.run_id)
-    try:
-        fractions = (
-            sorted({float(f) for f in args.fractions.split(",")})
-            if args.fractions
-            else list(DEFAULT_FRACTIONS)
-        )
-    except ValueError:
-        raise _UsageError(
-            f"--fractions must be comma-separated numbers, e.g. 0.1,0.25,0.5,1; "
-            f"got {args.fractions!r}"
-        ) from None
+    fractions = _number_list("--fractions", args.fractions, float, example="0.1,0.25,0.5,1")
+    if fractions is None:
+        fractions = list(DEFAULT_FRACTIONS)
     curve = submit_datasize(
         base.config, fractions, compare_scratch=not args.no_scratch, base_run_id=base.run_id
     )
