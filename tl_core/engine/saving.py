@@ -93,5 +93,7 @@ def save_inference_model(model: keras.Model, path: Path) -> None:
     if has_mixed_policy(graph):
         graph = float32_copy(graph)
     else:
-        graph = keras.Model(graph.inputs, graph.outputs, name=graph.name)
+        # `input`/`output`, not the lists: a list input would make the saved model expect
+        # a list (Keras warns when a plain tensor is then passed).
+        graph = keras.Model(graph.input, graph.output, name=graph.name)
     atomic_write(path, graph.save)
