@@ -41,6 +41,12 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
 
+#: Epochs of a run a node dies under, and of a run stopped after a server restart. They
+#: train on images (``fast=False``): cached head epochs take milliseconds, so such a run
+#: could end before the node dies or the stop arrives.
+LONG_EPOCHS = 40
+STOPPED_EPOCHS = 400
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
@@ -153,7 +159,8 @@ def test_a_killed_node_interrupts_its_run_and_resume_records_every_epoch_once(
 ) -> None:
     home, dataset_id = server
     with tl_home_set(home):
-        run_id = submit(tiny_config(dataset_id, epochs=5), home=home)
+        # Trained on images (no cached features): long enough that the node dies mid-run.
+        run_id = submit(tiny_config(dataset_id, epochs=LONG_EPOCHS, fast=False), home=home)
         root = run_path(run_id, home)
         scheduler = _scheduler(home)
         try:
@@ -167,7 +174,7 @@ def test_a_killed_node_interrupts_its_run_and_resume_records_every_epoch_once(
             scheduler.stop()
         cluster.add_worker()  # back to two slots for the next cases
 
-    assert [line["epoch"] for line in epoch_lines(root)] == [1, 2, 3, 4, 5]
+    assert [line["epoch"] for line in epoch_lines(root)] == list(range(1, LONG_EPOCHS + 1))
     assert dead not in _node_lines(root)[-1]
     assert read_status(root).state == "completed"
 
@@ -177,7 +184,7 @@ def test_a_restarted_server_reattaches_to_a_training_run_and_stops_it(
 ) -> None:
     home, dataset_id = server
     with tl_home_set(home):
-        run_id = submit(tiny_config(dataset_id, epochs=30), home=home)
+        run_id = submit(tiny_config(dataset_id, epochs=STOPPED_EPOCHS, fast=False), home=home)
         root = run_path(run_id, home)
         first = _scheduler(home)
         tick_until(first, lambda: (root / "metrics.jsonl").is_file())
@@ -193,7 +200,7 @@ def test_a_restarted_server_reattaches_to_a_training_run_and_stops_it(
             second.stop()
 
     assert read_status(root).state == "stopped"
-    assert len(epoch_lines(root)) < 30
+    assert len(epoch_lines(root)) < STOPPED_EPOCHS
 
 
 def test_the_cluster_kept_its_traffic_on_loopback(cluster: LocalCluster) -> None:
