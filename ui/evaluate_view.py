@@ -2,8 +2,9 @@
 
 Nothing here loads a model: metrics, Grad-CAM overlays and embeddings are background
 analyses (`ui.analysis.await_analysis`), whose CLI arguments are built by
-`evaluate_args`, `gradcam_args` and `embeddings_args` — the one place they are spelled,
-so that tests can store a result under exactly the arguments the page asks for. Weight
+`evaluate_args` here and `gradcam_args` and `embeddings_args` from
+`tl_core.analysis.report`, which the one-file report uses too: both find each other's
+results, and tests store a result under exactly the arguments the page asks for. Weight
 drift is read from the run's files (`tl_core.analysis.evaluate.drift_over_epochs`). Images are
 read from the stored dataset folder, by paths checked to stay inside it.
 
@@ -22,8 +23,9 @@ import pandas as pd
 import streamlit as st
 
 from tl_core import DatasetReport, load_dataset
-from tl_core.analysis.background import analysis_folder, forget_analysis
+from tl_core.analysis.background import forget_analysis
 from tl_core.analysis.evaluate import drift_over_epochs
+from tl_core.analysis.report import embeddings_args, gradcam_args, gradcam_folder
 from tl_core.config import RunConfig
 from tl_core.data.dataset import split_dataset
 from tl_core.jobs.runs import RunFiles, RunSummary, read_json, run_path
@@ -94,31 +96,6 @@ def evaluate_args(run_dir: Path) -> list[str]:
         ['evaluate', '/w/runs/r1']
     """
     return ["evaluate", str(run_dir)]
-
-
-def embeddings_args(run_dir: Path) -> list[str]:
-    """The CLI arguments of the run's embedding view: ``["embeddings", RUN_DIR]``.
-
-    Example:
-        >>> embeddings_args(Path("/w/runs/r1"))
-        ['embeddings', '/w/runs/r1']
-    """
-    return ["embeddings", str(run_dir)]
-
-
-def gradcam_folder(run_dir: Path) -> Path:
-    """Where the run's Grad-CAM overlays are written: ``RUN_DIR/analysis/gradcam``."""
-    return analysis_folder(run_dir) / "gradcam"
-
-
-def gradcam_args(run_dir: Path, image: Path) -> list[str]:
-    """The CLI arguments of a prediction of `image` with its Grad-CAM overlay.
-
-    Example:
-        >>> gradcam_args(Path("/w/runs/r1"), Path("/w/datasets/d/images/all/cat/1.jpg"))[:3]
-        ['predict', '/w/runs/r1', '/w/datasets/d/images/all/cat/1.jpg']
-    """
-    return ["predict", str(run_dir), str(image), "--gradcam", str(gradcam_folder(run_dir))]
 
 
 # --- plain data for the views ----------------------------------------------------------------

@@ -59,6 +59,7 @@ __all__ = [
     "build_report",
     "embeddings_args",
     "gradcam_args",
+    "gradcam_folder",
     "report_args",
     "report_question",
     "require_report_access",
@@ -90,6 +91,11 @@ def embeddings_args(run_dir: Path) -> list[str]:
     return ["embeddings", str(run_dir)]
 
 
+def gradcam_folder(run_dir: Path) -> Path:
+    """Where the run's Grad-CAM overlays are written: ``RUN_DIR/analysis/gradcam``."""
+    return analysis_folder(run_dir) / "gradcam"
+
+
 def gradcam_args(run_dir: Path, image: Path) -> list[str]:
     """The CLI arguments of one image's prediction with Grad-CAM, as the Evaluate page asks.
 
@@ -97,8 +103,7 @@ def gradcam_args(run_dir: Path, image: Path) -> list[str]:
         >>> gradcam_args(Path("/w/runs/r1"), Path("/w/d/cat/1.jpg"))
         ['predict', '/w/runs/r1', '/w/d/cat/1.jpg', '--gradcam', '/w/runs/r1/analysis/gradcam']
     """
-    folder = analysis_folder(run_dir) / "gradcam"
-    return ["predict", str(run_dir), str(image), "--gradcam", str(folder)]
+    return ["predict", str(run_dir), str(image), "--gradcam", str(gradcam_folder(run_dir))]
 
 
 def report_args(run_ids: Sequence[str], out: Path) -> list[str]:
