@@ -217,8 +217,9 @@ def queue_table(overview: ClassOverview) -> pd.DataFrame:
         | {"Estimated wait": "", "Order set by you": False}
         for job in overview.running
     ]
+    waits = fairshare.queue_waits()  # one read of the queue for the whole table
     for position, job in enumerate(overview.queued, start=1):
-        wait = fairshare.queue_wait(job.run_id)
+        wait = waits.get(job.run_id)
         rows.append(
             {
                 "Position": position,
